@@ -1,0 +1,77 @@
+"""The one HTTP listener every client talks to, and its router-level filter chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_plane.compiler.local_reply import local_reply_config
+from control_plane.compiler.settings import LISTENER_NAME, ROUTE_CONFIG_NAME, GatewaySettings
+from control_plane.policy import Policy
+from control_plane.xds.resources import any_of
+from ext_proc.contract import INTERNAL_HEADER_PREFIX, METADATA_NAMESPACE
+
+HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
+    hcm = {
+        "stat_prefix": "switchboard",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "rds": {"route_config_name": ROUTE_CONFIG_NAME,
+                "config_source": {"ads": {}, "resource_api_version": "V3"}},
+        "http_filters": http_filters(policy),
+        "local_reply_config": local_reply_config(),
+        # LLM answers are slow; the route's timeout bounds a request, not these.
+        "stream_idle_timeout": "600s",
+        "request_headers_timeout": "30s",
+    }
+    return {
+        "name": LISTENER_NAME,
+        "address": {"socket_address": {"address": settings.listener_host,
+                                       "port_value": settings.listener_port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": any_of(HCM, hcm),
+        }]}],
+    }
+
+
+def http_filters(policy: Policy) -> list[dict[str, Any]]:
+    return [
+        # Before anything reads them: a client must never set our internal headers.
+        _filter("envoy.filters.http.header_mutation",
+                "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                {"mutations": {"request_mutations": [
+                    {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}}),
+        # Bounds the body (413) before json_to_metadata buffers it.
+        _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
+                {"max_request_bytes": policy.gateway.max_request_bytes}),
+        # The model, read natively: routes match on it with no Python on the request path.
+        _filter("envoy.filters.http.json_to_metadata",
+                "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+                {"request_rules": {
+                    "rules": [_model_rule()],
+                    "allow_content_types_regex": {"regex": ".*"},
+                    "allow_empty_content_type": True}}),
+        _filter("envoy.filters.http.router",
+                "envoy.extensions.filters.http.router.v3.Router", {}),
+    ]
+
+
+def _model_rule() -> dict[str, Any]:
+    def fixed(key: str, value: str) -> dict[str, Any]:
+        return {"metadata_namespace": METADATA_NAMESPACE, "key": key,
+                "value": value}
+
+    return {
+        "selectors": [{"key": "model"}],
+        "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": "model",
+                       "type": "STRING"},
+        "on_missing": fixed("body_error", "missing_model"),
+        "on_error": fixed("body_error", "invalid_json"),
+    }
+
+
+def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "typed_config": any_of(type_name, config)}

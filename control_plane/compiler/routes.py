@@ -1,0 +1,92 @@
+"""Routes: the model named in the body picks the route; errors are answered by Envoy itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from control_plane.compiler.clusters import cluster_name
+from control_plane.compiler.retries import retry_policy
+from control_plane.compiler.settings import ROUTE_CONFIG_NAME
+from control_plane.policy import Policy
+from control_plane.policy.models import ModelRoute
+from ext_proc.contract import MOCK_AUTHORITY, METADATA_NAMESPACE, ClientApi
+
+# The client APIs routed today; each needs a translator for every backend kind it reaches.
+SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS)
+
+
+def route_configuration(policy: Policy) -> dict[str, Any]:
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        "virtual_hosts": [_mock_host(), _gateway_host(policy)],
+    }
+
+
+def _gateway_host(policy: Policy) -> dict[str, Any]:
+    routes: list[dict[str, Any]] = [_models_list(policy)]
+    for api in SERVED_APIS:
+        routes.append(_body_error(api, "invalid_json", "The request body is not valid JSON."))
+        routes.append(_body_error(api, "missing_model",
+                                  "The request body has no 'model' field."))
+        routes.extend(_model_route(api, name, route, policy)
+                      for name, route in sorted(policy.models.items()))
+        routes.append({"match": {"path": api.path},
+                       "direct_response": {"status": 404, "body": {"inline_string":
+                           "The model is not served by this gateway."}}})
+    routes.append({"match": {"prefix": "/"},
+                   "direct_response": {"status": 404, "body": {"inline_string": (
+                       "Unknown path. This gateway serves "
+                       + ", ".join(api.path for api in SERVED_APIS) + " and /v1/models.")}}})
+    return {"name": "gateway", "domains": ["*"], "routes": routes,
+            "include_request_attempt_count": True}
+
+
+def _mock_host() -> dict[str, Any]:
+    """Where mock attempts point. The worker answers them first; reaching this is a bug."""
+    return {"name": "mock", "domains": [MOCK_AUTHORITY, f"{MOCK_AUTHORITY}:*"],
+            "routes": [{"match": {"prefix": "/"}, "direct_response": {
+                "status": 502, "body": {"inline_string":
+                    "The mock provider's request was not answered by the processor."}}}]}
+
+
+def _models_list(policy: Policy) -> dict[str, Any]:
+    body = orjson.dumps({"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "switchboard"}
+        for name in sorted(policy.models)]}).decode()
+    return {
+        "match": {"path": "/v1/models", "headers": [
+            {"name": ":method", "string_match": {"exact": "GET"}}]},
+        "direct_response": {"status": 200, "body": {"inline_string": body}},
+        "response_headers_to_add": [{"header": {"key": "content-type",
+                                                "value": "application/json"}}],
+    }
+
+
+def _body_error(api: ClientApi, error: str, message: str) -> dict[str, Any]:
+    return {"match": {"path": api.path, "dynamic_metadata": [_metadata_is("body_error", error)]},
+            "direct_response": {"status": 400, "body": {"inline_string": message}}}
+
+
+def _model_route(api: ClientApi, name: str, route: ModelRoute, policy: Policy) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "cluster": cluster_name(name),
+        "timeout": _seconds(route.timeout or policy.defaults.timeout),
+    }
+    if (retries := retry_policy(route, policy.defaults)) is not None:
+        action["retry_policy"] = retries
+    return {
+        "match": {"path": api.path, "dynamic_metadata": [_metadata_is("model", name)]},
+        "metadata": {"filter_metadata": {METADATA_NAMESPACE: {"api": api.value}}},
+        "route": action,
+    }
+
+
+def _metadata_is(key: str, value: str) -> dict[str, Any]:
+    return {"filter": METADATA_NAMESPACE, "path": [{"key": key}],
+            "value": {"string_match": {"exact": value}}}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"

@@ -1,0 +1,25 @@
+"""Deployment facts the compiler needs that are not policy: addresses, paths, names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXT_PROC_CLUSTER = "switchboard_ext_proc"
+XDS_CLUSTER = "switchboard_xds"
+LISTENER_NAME = "switchboard_http"
+ROUTE_CONFIG_NAME = "switchboard_routes"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    listener_host: str = "127.0.0.1"
+    listener_port: int = 10000
+    # Where Envoy finds the CA bundle that verifies providers' TLS certificates.
+    ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
+    # How long Envoy waits for one ext_proc reply. Queueing under load counts, so not 200ms.
+    ext_proc_message_timeout_s: float = 5.0
+
+    @property
+    def loopback_host(self) -> str:
+        """An address Envoy can reach its own listener on."""
+        return "127.0.0.1" if self.listener_host in ("0.0.0.0", "::") else self.listener_host

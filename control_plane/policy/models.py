@@ -1,0 +1,148 @@
+"""The routing policy as immutable, strict pydantic models.
+
+Every model rejects unknown keys, so a typo is an error with a line number rather than a
+silently ignored setting. Cross-references (a target naming a provider) are checked in
+`reference_issues`, which reports the exact field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from control_plane.policy.durations import ByteSize, Duration
+
+Loc = tuple[str | int, ...]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+|secret:[a-z0-9.-]+/[A-Za-z0-9._-]+)$")
+
+
+def _check_secret_ref(value: str) -> str:
+    if not _SECRET_REF.match(value):
+        raise ValueError(
+            "a credential must be a reference: env:VARIABLE, file:/absolute/path or "
+            "secret:NAME/KEY (never the key itself)"
+        )
+    return value
+
+
+def _check_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("a base URL takes no query string or fragment")
+    return value.rstrip("/")
+
+
+SecretRef = Annotated[str, AfterValidator(_check_secret_ref)]
+BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
+
+FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect-failure", "reset")
+FallbackCondition = Annotated[str | int, AfterValidator(lambda v: _check_fallback(v))]
+
+
+def _check_fallback(value: str | int) -> str:
+    text = str(value)
+    if text in FALLBACK_CLASSES or (text.isdigit() and 400 <= int(text) <= 599):
+        return text
+    raise ValueError(
+        f"expected a status code 400-599 or one of {', '.join(FALLBACK_CLASSES)}, got {value!r}"
+    )
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OpenAIProvider(Strict):
+    """OpenAI, or any server that speaks its API (vLLM, Ollama, Groq, Together...)."""
+
+    kind: Literal["openai"]
+    base_url: BaseUrl = "https://api.openai.com/v1"
+    api_key: SecretRef | None = None
+
+
+class MockProvider(Strict):
+    """Answers locally in the caller's schema; for demos, tests and benchmarks."""
+
+    kind: Literal["mock"]
+
+
+Provider = Annotated[OpenAIProvider | MockProvider, Field(discriminator="kind")]
+
+
+class Target(Strict):
+    provider: str
+    model: str | None = Field(default=None, description="The provider's name for the model.")
+    weight: int = Field(default=1, ge=1, le=10_000)
+
+
+class ModelRoute(Strict):
+    strategy: Literal["fallback", "weighted"] = "fallback"
+    targets: list[Target] = Field(min_length=1)
+    fallback_on: list[FallbackCondition] | None = None
+    timeout: Duration | None = None
+    per_try_timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, le=10)
+
+
+class Defaults(Strict):
+    """Org-wide defaults that every model inherits unless it says otherwise."""
+
+    timeout: Duration = 300.0
+    per_try_timeout: Duration | None = None
+    fallback_on: list[FallbackCondition] = Field(
+        default_factory=lambda: ["429", "5xx", "timeout", "connect-failure", "reset"]
+    )
+    retries: int = Field(default=0, ge=0, le=10)
+
+
+class Gateway(Strict):
+    max_request_bytes: ByteSize = 16 * 1024 * 1024
+
+
+class Policy(Strict):
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    models: dict[str, ModelRoute] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    gateway: Gateway = Field(default_factory=Gateway)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, Provider]) -> dict[str, Provider]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"provider name {name!r} must match {_NAME.pattern}")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelRoute]) -> dict[str, ModelRoute]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} must match {_MODEL_NAME.pattern}")
+        return value
+
+
+def reference_issues(policy: Policy) -> Iterator[tuple[Loc, str]]:
+    """Fields that name something the policy does not define."""
+    for model_name, route in policy.models.items():
+        for index, target in enumerate(route.targets):
+            if target.provider not in policy.providers:
+                known = ", ".join(sorted(policy.providers)) or "none"
+                yield (
+                    ("models", model_name, "targets", index, "provider"),
+                    f"unknown provider {target.provider!r} (defined: {known})",
+                )
+            if target.model is not None and not _MODEL_NAME.match(target.model):
+                yield (
+                    ("models", model_name, "targets", index, "model"),
+                    f"model name {target.model!r} must match {_MODEL_NAME.pattern}",
+                )

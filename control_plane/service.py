@@ -1,0 +1,74 @@
+"""The control plane: policy in, snapshots out, served over ADS to Envoy and the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from control_plane.compiler import GatewaySettings, compile_policy
+from control_plane.policy import PolicyError, load_documents
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.server import AggregatedDiscoveryService
+
+log = structlog.get_logger("control_plane")
+
+
+class PolicySource(Protocol):
+    def changes(self) -> AsyncIterator[Mapping[str, str]]: ...
+
+
+@dataclass
+class PolicyStatus:
+    """What the admin API reports about the policy."""
+
+    version: str = ""
+    applied_at: float = 0.0
+    last_error: list[str] = field(default_factory=list)
+    last_error_at: float = 0.0
+
+
+class ControlPlane:
+    def __init__(self, gateway: GatewaySettings) -> None:
+        self.gateway = gateway
+        self.cache = SnapshotCache()
+        self.status = PolicyStatus()
+        self.ready = asyncio.Event()
+
+    def apply(self, docs: Mapping[str, str]) -> bool:
+        """Validate and serve `docs`; on any error keep serving the previous policy."""
+        try:
+            snapshot = compile_policy(load_documents(docs), self.gateway)
+        except PolicyError as exc:
+            self.status.last_error = [str(issue) for issue in exc.issues]
+            self.status.last_error_at = time.time()
+            for issue in exc.issues:
+                log.error("policy rejected; the previous policy stays live", issue=str(issue),
+                          live_version=self.status.version or None)
+            return False
+        if self.cache.set(snapshot):
+            self.status.version = snapshot.version
+            self.status.applied_at = time.time()
+            self.status.last_error = []
+            log.info("policy applied", version=snapshot.version, files=sorted(docs))
+        self.ready.set()
+        return True
+
+    async def follow(self, source: PolicySource) -> None:
+        async for docs in source.changes():
+            self.apply(docs)
+
+    async def serve_xds(self, host: str, port: int) -> grpc.aio.Server:
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 256 * 1024 * 1024)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+            AggregatedDiscoveryService(self.cache), server)
+        server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        log.info("xds serving", address=f"{host}:{port}")
+        return server

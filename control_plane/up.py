@@ -1,0 +1,111 @@
+"""Process supervision for `switchboard up` and the single-component commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from control_plane.bootstrap import BootstrapSettings
+from control_plane.compiler import GatewaySettings
+from control_plane.envoy_process import start_envoy
+from control_plane.runtime import serve_admin, stop_on_signals, wait_first
+from control_plane.service import ControlPlane
+from control_plane.sources import FileSource
+from ext_proc.pool import PoolSettings, WorkerPool, socket_path
+from ext_proc.secrets import DEFAULT_SECRETS_DIR
+
+log = structlog.get_logger("up")
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    gateway: GatewaySettings
+    policy_path: str | None
+    default_docs: Mapping[str, str]
+    workers: int = 2
+    xds_port: int = 18000
+    admin_port: int = 8080
+    envoy_admin_port: int = 9901
+    log_level: str = "info"
+
+
+async def run_up(settings: UpSettings, work_dir: Path) -> int:
+    stop = stop_on_signals()
+    control_plane = ControlPlane(settings.gateway)
+    control_plane.apply(settings.default_docs)
+    follow = None
+    if settings.policy_path is not None:
+        follow = asyncio.create_task(control_plane.follow(FileSource(settings.policy_path)))
+    xds = await control_plane.serve_xds("127.0.0.1", settings.xds_port)
+    admin = await serve_admin(control_plane, "127.0.0.1", settings.admin_port)
+    pool = WorkerPool(PoolSettings(
+        workers=settings.workers, socket_dir=str(work_dir / "sockets"),
+        xds_address=f"127.0.0.1:{settings.xds_port}",
+        secrets_dir=os.environ.get("SWITCHBOARD_SECRETS_DIR", DEFAULT_SECRETS_DIR),
+        log_level=settings.log_level))
+    pool_task = asyncio.create_task(pool.run())
+    envoy = await start_envoy(BootstrapSettings(
+        node_id=f"switchboard-{socket.gethostname()}", xds_host="127.0.0.1",
+        xds_port=settings.xds_port, ext_proc_sockets=tuple(pool.sockets),
+        admin_port=settings.envoy_admin_port), work_dir)
+    g = settings.gateway
+    log.info("switchboard is up", url=f"http://{g.loopback_host}:{g.listener_port}/v1",
+             policy=settings.policy_path or "built-in default", version=control_plane.status.version)
+    await wait_first(stop.wait(), envoy.wait())
+    code = envoy.returncode
+    log.info("stopping")
+    with contextlib.suppress(ProcessLookupError):
+        envoy.terminate()
+    await envoy.wait()
+    await pool.stop()
+    pool_task.cancel()
+    if follow is not None:
+        follow.cancel()
+    admin.should_exit = True
+    await xds.stop(1)
+    return 0 if code in (None, 0, -15) or stop.is_set() else 1
+
+
+async def run_control_plane(gateway: GatewaySettings, policy_path: str, host: str,
+                            xds_port: int, admin_port: int) -> int:
+    stop = stop_on_signals()
+    control_plane = ControlPlane(gateway)
+    follow = asyncio.create_task(control_plane.follow(FileSource(policy_path)))
+    xds = await control_plane.serve_xds(host, xds_port)
+    admin = await serve_admin(control_plane, host, admin_port)
+    await wait_first(stop.wait(), follow)
+    admin.should_exit = True
+    await xds.stop(5)
+    return 0
+
+
+async def run_ext_proc(settings: PoolSettings) -> int:
+    stop = stop_on_signals()
+    pool = WorkerPool(settings)
+    task = asyncio.create_task(pool.run())
+    await wait_first(stop.wait(), task)
+    await pool.stop()
+    return 0
+
+
+async def run_envoy(args: argparse.Namespace) -> int:
+    host, _, port = args.xds_address.rpartition(":")
+    sockets = tuple(socket_path(args.ext_proc_socket_dir, i) for i in range(args.workers))
+    work_dir = Path(os.environ.get("SWITCHBOARD_WORK_DIR", "/tmp"))
+    envoy = await start_envoy(BootstrapSettings(
+        node_id=f"switchboard-{socket.gethostname()}", xds_host=host, xds_port=int(port),
+        ext_proc_sockets=sockets, admin_host=args.admin_host, admin_port=args.admin_port),
+        work_dir, args.log_level)
+    stop = stop_on_signals()
+    await wait_first(stop.wait(), envoy.wait())
+    with contextlib.suppress(ProcessLookupError):
+        envoy.terminate()
+    return await envoy.wait()

@@ -1,0 +1,1 @@
+"""The xDS side: immutable snapshots, the cache that holds them, and the ADS server."""

@@ -1,0 +1,174 @@
+"""One attempt, as the upstream ext_proc sees it: rewrite the request for the backend Envoy
+picked, then translate that backend's response back into the client's schema.
+
+Envoy opens one gRPC stream per attempt; this object lives for that stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+import orjson
+import structlog
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from ext_proc.contract import (
+    CLIENT_API_HEADER,
+    INTERNAL_HEADER_PREFIX,
+    MOCK_AUTHORITY,
+    PROVIDER_HEADER,
+    TARGET_MODEL_HEADER,
+    ClientApi,
+)
+from ext_proc.credentials import CREDENTIAL_HEADERS, credential_headers
+from ext_proc.mutations import header_map, header_mutation, immediate
+from ext_proc.translators.base import (
+    Backend,
+    BodyMode,
+    LocalReply,
+    TranslationError,
+    Translator,
+)
+from ext_proc.translators.registry import translator_factory
+from ext_proc.view import ProcessorView, ProviderView
+
+log = structlog.get_logger("attempt")
+
+# Headers a provider must not receive from the client as they are.
+_DROPPED = CREDENTIAL_HEADERS | {"accept-encoding"}
+_BODY_MODES = {"none": pm.ProcessingMode.NONE, "buffered": pm.ProcessingMode.BUFFERED,
+               "streamed": pm.ProcessingMode.STREAMED}
+
+
+class AttemptError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Attempt:
+    def __init__(self, view: Callable[[], ProcessorView]) -> None:
+        self._view = view
+        self._api = ClientApi.OPENAI_CHAT
+        self._provider: ProviderView | None = None
+        self._translator: Translator | None = None
+        self._request_headers: dict[str, str] = {}
+        self._authority = ""
+        self.outcome = ""
+
+    def summary(self) -> dict[str, str]:
+        """The fields of this attempt's log line."""
+        return {"api": self._api.value,
+                "provider": self._provider.name if self._provider else "",
+                "model": self._request_headers.get(TARGET_MODEL_HEADER, ""),
+                "outcome": self.outcome}
+
+    def handle(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        phase = request.WhichOneof("request")
+        try:
+            if phase == "request_headers":
+                return self._on_request_headers(request.request_headers)
+            if phase == "request_body":
+                return self._on_request_body(request.request_body.body)
+            if phase == "response_headers":
+                return self._on_response_headers(request.response_headers)
+            if phase == "response_body":
+                return self._on_response_body(request.response_body)
+        except (AttemptError, TranslationError) as exc:
+            return self._error(exc.status, str(exc))
+        return self._error(500, f"unexpected ext_proc message {phase}")
+
+    def _on_request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        self._request_headers = header_map(headers)
+        try:
+            self._api = ClientApi(self._request_headers.get(CLIENT_API_HEADER, ""))
+        except ValueError:
+            raise AttemptError(500, "the route names no client API") from None
+        provider_name = self._request_headers.get(PROVIDER_HEADER, "")
+        self._provider = provider = self._view().providers.get(provider_name)
+        if provider is None:
+            raise AttemptError(503, f"provider {provider_name!r} is not in this worker's policy "
+                                    f"version {self._view().version!r} yet")
+        if provider.credential_error:
+            raise AttemptError(503, f"provider {provider_name!r} is misconfigured: "
+                                    "its credential could not be read")
+        factory = translator_factory(self._api, provider.kind)
+        if factory is None:
+            raise AttemptError(400, f"{self._api.path} cannot be served by a "
+                                    f"{provider.kind} backend")
+        model = self._request_headers.get(TARGET_MODEL_HEADER, "")
+        self._authority = (MOCK_AUTHORITY if provider.kind == "mock"
+                           else urlsplit(provider.base_url).netloc)
+        self._translator = factory(self._api, Backend(provider.name, provider.kind,
+                                                      provider.base_url, model, provider.options))
+        if headers.end_of_stream:
+            raise AttemptError(400, "the request has no body")
+        return ep.ProcessingResponse(
+            request_headers=ep.HeadersResponse(),
+            mode_override=pm.ProcessingMode(
+                request_body_mode=pm.ProcessingMode.BUFFERED,
+                response_header_mode=pm.ProcessingMode.SEND))
+
+    def _on_request_body(self, raw: bytes) -> ep.ProcessingResponse:
+        assert self._translator is not None and self._provider is not None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise AttemptError(400, "The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise AttemptError(400, "The request body must be a JSON object.")
+        result = self._translator.request(body, raw)
+        if isinstance(result, LocalReply):
+            self.outcome = f"local {result.status}"
+            return immediate(result.status, result.body,
+                             {**result.headers, **self._served_by()}, "switchboard_local")
+        sent = raw if result.body is None else result.body
+        headers = {
+            ":path": result.path,
+            ":authority": self._authority,
+            "content-length": str(len(sent)),
+            "content-type": "application/json",
+            **result.headers,
+            **credential_headers(self._provider.kind, self._provider.api_key),
+        }
+        remove = _DROPPED | {k for k in self._request_headers
+                             if k.startswith(INTERNAL_HEADER_PREFIX)}
+        common = ep.CommonResponse(header_mutation=header_mutation(headers, remove))
+        if result.body is not None:
+            common.body_mutation.body = result.body
+        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    def _on_response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        assert self._translator is not None
+        response_headers = header_map(headers)
+        status = int(response_headers.get(":status", "0") or 0)
+        self.outcome = str(status)
+        mode: BodyMode = self._translator.response_body_mode(status, response_headers)
+        reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        if mode != "none":
+            reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
+        return reply
+
+    def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+        assert self._translator is not None
+        common = ep.CommonResponse()
+        translated = self._translator.response_body(body.body)
+        if translated.body is not None:
+            common.body_mutation.body = translated.body
+        return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))
+
+    def _served_by(self) -> dict[str, str]:
+        if self._provider is None:
+            return {}
+        return {"x-switchboard-provider": self._provider.name,
+                "x-switchboard-model": self._request_headers.get(TARGET_MODEL_HEADER, "")}
+
+    def _error(self, status: int, message: str) -> ep.ProcessingResponse:
+        self.outcome = f"refused {status}"
+        log.info("attempt refused", status=status, reason=message,
+                 provider=self._provider.name if self._provider else None)
+        # Plain text: the listener's local_reply_config wraps it in the client API's schema.
+        return immediate(status, message.encode(), {"content-type": "text/plain"},
+                         "switchboard_error")
+

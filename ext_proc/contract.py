@@ -1,0 +1,51 @@
+"""What Envoy hands the ext_proc workers, and how: the names both sides must agree on.
+
+The control plane configures Envoy to set these; the workers read them. Every header here is
+internal: Envoy strips client-sent `x-switchboard-*` headers at the listener, and the workers
+remove them before a request leaves for a provider.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+METADATA_NAMESPACE = "switchboard"
+INTERNAL_HEADER_PREFIX = "x-switchboard-"
+
+# Set per attempt by the native header_mutation filter in front of the upstream ext_proc.
+PROVIDER_HEADER = "x-switchboard-provider"
+TARGET_MODEL_HEADER = "x-switchboard-target-model"
+CLIENT_API_HEADER = "x-switchboard-api"
+
+# Returned to the client.
+RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"
+RESPONSE_MODEL_HEADER = "x-switchboard-model"
+
+PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
+PROCESSOR_RESOURCE_NAME = "processor"
+
+# The authority of attempts that the mock provider answers inside the worker.
+MOCK_AUTHORITY = "mock.switchboard.internal"
+
+
+class ClientApi(StrEnum):
+    """The API a client called, which fixes the schema of its requests, replies and errors."""
+
+    OPENAI_CHAT = "openai.chat"
+    OPENAI_EMBEDDINGS = "openai.embeddings"
+    ANTHROPIC_MESSAGES = "anthropic.messages"
+
+    @property
+    def path(self) -> str:
+        return _PATHS[self]
+
+    @property
+    def error_style(self) -> str:
+        return "anthropic" if self is ClientApi.ANTHROPIC_MESSAGES else "openai"
+
+
+_PATHS = {
+    ClientApi.OPENAI_CHAT: "/v1/chat/completions",
+    ClientApi.OPENAI_EMBEDDINGS: "/v1/embeddings",
+    ClientApi.ANTHROPIC_MESSAGES: "/v1/messages",
+}

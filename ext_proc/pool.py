@@ -1,0 +1,87 @@
+"""Runs N worker processes, each on its own Unix socket, and restarts any that dies.
+
+Envoy keeps one HTTP/2 connection per worker socket and balances across them round-robin;
+SO_REUSEPORT would not spread load across Python processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("pool")
+
+RESTART_DELAY_S = 0.2
+
+
+def socket_path(socket_dir: str | Path, index: int) -> str:
+    return str(Path(socket_dir) / f"worker-{index}.sock")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    workers: int
+    socket_dir: str
+    xds_address: str
+    secrets_dir: str
+    log_level: str = "info"
+    node_prefix: str = "ext-proc"
+
+
+class WorkerPool:
+    def __init__(self, settings: PoolSettings) -> None:
+        self._settings = settings
+        self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = False
+        self.restarts = 0
+
+    @property
+    def sockets(self) -> list[str]:
+        return [socket_path(self._settings.socket_dir, i) for i in range(self._settings.workers)]
+
+    def healthy(self) -> bool:
+        return len(self._processes) == self._settings.workers and all(
+            p.returncode is None for p in self._processes.values())
+
+    async def run(self) -> None:
+        """Start every worker and keep them running until `stop`."""
+        Path(self._settings.socket_dir).mkdir(parents=True, exist_ok=True)
+        await asyncio.gather(*(self._keep_running(i) for i in range(self._settings.workers)))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for process in self._processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in self._processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+
+    async def _keep_running(self, index: int) -> None:
+        while not self._stopping:
+            process = await self._spawn(index)
+            self._processes[index] = process
+            code = await process.wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            log.error("worker exited; restarting", worker=index, code=code)
+            await asyncio.sleep(RESTART_DELAY_S)
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        s = self._settings
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ext_proc.worker",
+            "--socket", socket_path(s.socket_dir, index),
+            "--xds-address", s.xds_address,
+            "--node-id", f"{s.node_prefix}-{index}",
+            "--secrets-dir", s.secrets_dir,
+            "--log-level", s.log_level,
+        )

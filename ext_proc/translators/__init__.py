@@ -1,0 +1,1 @@
+"""Translators between the client APIs and the backend schemas, one module per pair."""

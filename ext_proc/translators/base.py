@@ -1,0 +1,91 @@
+"""The one interface every (client API, backend schema) translator implements.
+
+A translator lives for one attempt: Envoy may retry on another provider with another schema,
+and each attempt gets a fresh translator for the backend it actually reaches. Streaming state
+(partial SSE lines, event-stream frames) lives in the instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ext_proc.contract import ClientApi
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where this attempt goes: the provider Envoy picked and the model it knows."""
+
+    provider: str
+    kind: str
+    base_url: str
+    model: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """The request as the backend expects it. `body` None means: send the client's unchanged."""
+
+    path: str
+    body: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """An answer produced without calling any provider (the mock backend)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Translated:
+    """Bytes for the client (None: unchanged) and the usage learnt from them, if any."""
+
+    body: bytes | None
+    usage: Usage | None = None
+
+
+BodyMode = Literal["none", "buffered", "streamed"]
+
+
+class TranslationError(Exception):
+    """The client's request cannot be served by this backend: a 400 in the client's schema."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Translator(Protocol):
+    def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest | LocalReply:
+        """Rewrite the client's parsed request body for the backend."""
+        ...
+
+    def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
+        """How the worker must see the response body, decided from its status and headers."""
+        ...
+
+    def response_body(self, body: bytes) -> Translated:
+        """A whole, non-streamed response body (success or error)."""
+        ...
+
+    def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
+        """The next piece of a streamed body, split at any byte."""
+        ...
+
+
+TranslatorFactory = Callable[[ClientApi, Backend], Translator]

@@ -1,0 +1,66 @@
+"""One ext_proc worker process: its own Unix socket, its own ADS stream for the policy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+
+import grpc
+import structlog
+
+from control_plane.logs import configure_logging
+from ext_proc.config_client import ConfigClient
+from ext_proc.secrets import DEFAULT_SECRETS_DIR
+from ext_proc.server import Processor
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+log = structlog.get_logger("worker")
+
+# How long a new worker waits for its first policy before it serves anyway (with 503s).
+FIRST_POLICY_WAIT_S = 30.0
+GRACE_S = 5.0
+
+
+async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: str) -> None:
+    config = ConfigClient(xds_address, node_id, secrets_dir)
+    config_task = asyncio.create_task(config.run())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(config.ready.wait(), FIRST_POLICY_WAIT_S)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.so_reuseport", 0),
+    ])
+    ep_grpc.add_ExternalProcessorServicer_to_server(Processor(config), server)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    server.add_insecure_port(f"unix:{socket_path}")
+    await server.start()
+    log.info("worker serving", socket=socket_path, version=config.view.version)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(GRACE_S)
+    config_task.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ext_proc.worker")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--xds-address", required=True)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--secrets-dir", default=DEFAULT_SECRETS_DIR)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    structlog.contextvars.bind_contextvars(worker=args.node_id)
+    asyncio.run(serve(args.socket, args.xds_address, args.node_id, args.secrets_dir))
+
+
+if __name__ == "__main__":
+    main()
