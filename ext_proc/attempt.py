@@ -55,6 +55,7 @@ class Attempt:
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
         self._authority = ""
+        self._response_mode: BodyMode = "none"
         self.outcome = ""
 
     def summary(self) -> dict[str, str]:
@@ -145,6 +146,7 @@ class Attempt:
         status = int(response_headers.get(":status", "0") or 0)
         self.outcome = str(status)
         mode: BodyMode = self._translator.response_body_mode(status, response_headers)
+        self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
@@ -153,7 +155,13 @@ class Attempt:
     def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         assert self._translator is not None
         common = ep.CommonResponse()
-        translated = self._translator.response_body(body.body)
+        if self._response_mode == "streamed":
+            translated = self._translator.response_chunk(body.body, body.end_of_stream)
+        else:
+            translated = self._translator.response_body(body.body)
+            if translated.body is not None:  # the length changed with the body
+                common.header_mutation.CopyFrom(header_mutation(
+                    {"content-length": str(len(translated.body))}))
         if translated.body is not None:
             common.body_mutation.body = translated.body
         return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))

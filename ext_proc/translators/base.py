@@ -45,9 +45,12 @@ class LocalReply:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts as the backend reported them. input_tokens excludes cache reads/writes."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
 
 
