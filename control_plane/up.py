@@ -52,6 +52,8 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
         secrets_dir=os.environ.get("SWITCHBOARD_SECRETS_DIR", DEFAULT_SECRETS_DIR),
         log_level=settings.log_level))
     pool_task = asyncio.create_task(pool.run())
+    if not await pool.wait_serving():
+        log.error("workers did not start serving in time; starting Envoy anyway")
     envoy = await start_envoy(BootstrapSettings(
         node_id=f"switchboard-{socket.gethostname()}", xds_host="127.0.0.1",
         xds_port=settings.xds_port, ext_proc_sockets=tuple(pool.sockets),

@@ -48,6 +48,15 @@ class WorkerPool:
         return len(self._processes) == self._settings.workers and all(
             p.returncode is None for p in self._processes.values())
 
+    async def wait_serving(self, timeout_s: float = 30.0) -> bool:
+        """True once every worker has bound its socket (it binds after its first policy)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not all(Path(p).exists() for p in self.sockets):
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def run(self) -> None:
         """Start every worker and keep them running until `stop`."""
         Path(self._settings.socket_dir).mkdir(parents=True, exist_ok=True)

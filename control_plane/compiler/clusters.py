@@ -152,7 +152,10 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
         ],
     }}
     ext_proc = {
-        "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER}},
+        # A worker that is restarting refuses the stream: open it on another worker.
+        "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER}, "retry_policy": {
+            "num_retries": 2, "retry_on": "connect-failure,refused-stream,unavailable",
+            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"}}},
         "failure_mode_allow": False,
         "processing_mode": {
             "request_header_mode": "SEND",

@@ -1,0 +1,103 @@
+"""Runs the real gateway (`switchboard up`: Envoy, control plane, workers) for a test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.ports import free_port
+
+START_TIMEOUT_S = 40.0
+
+
+@dataclass
+class Gateway:
+    policy_path: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int
+    envoy_admin_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_policy(self, text: str) -> None:
+        """Replace the policy file the way an editor or a ConfigMap swap does: atomically."""
+        temporary = self.policy_path.with_suffix(".tmp")
+        temporary.write_text(text)
+        temporary.replace(self.policy_path)
+
+    def status(self) -> dict[str, object]:
+        response = httpx.get(f"http://127.0.0.1:{self.admin_port}/status", timeout=5)
+        result: dict[str, object] = response.json()
+        return result
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None,
+                  workers: int = 2) -> Gateway:
+    policy_path = work_dir / "policy.yaml"
+    policy_path.write_text(policy)
+    ports = [free_port() for _ in range(4)]
+    log_path = work_dir / "gateway.log"
+    command = [
+        sys.executable, "-m", "control_plane", "up", "--policy", str(policy_path),
+        "--workers", str(workers), "--listener-port", str(ports[0]),
+        "--xds-port", str(ports[1]), "--admin-port", str(ports[2]),
+        "--envoy-admin-port", str(ports[3]),
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})},
+                                   cwd=Path(__file__).parents[2])
+    gateway = Gateway(policy_path, process, ports[0], ports[2], ports[3], log_path)
+    _wait_ready(gateway)
+    return gateway
+
+
+def _wait_ready(gateway: Gateway) -> None:
+    """Ready when Envoy's listener answers and every worker holds the policy."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if gateway.process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{gateway.log()}")
+        try:
+            models = httpx.get(f"{gateway.url}/v1/models", timeout=1)
+            ready = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/ready", timeout=1)
+            if models.status_code == 200 and ready.status_code == 200 and _workers_synced(
+                    gateway):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    gateway.stop()
+    raise RuntimeError(f"gateway not ready in {START_TIMEOUT_S}s:\n{gateway.log()}")
+
+
+def _workers_synced(gateway: Gateway) -> bool:
+    status = gateway.status()
+    clients = status["clients"]
+    assert isinstance(clients, list)
+    workers = [c for c in clients if c["node"].startswith("ext-proc-")]
+    return bool(workers) and all(c["acked"] for c in workers)
