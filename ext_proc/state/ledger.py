@@ -1,0 +1,78 @@
+"""The Ledger contract: budgets, rate limits and usage records behind one async interface.
+
+Request path::
+
+    admission = await ledger.reserve(ReservationRequest(...))   # before choosing to proxy
+    if not admission.admitted: answer 429 with admission.message()
+    ... proxy ...
+    await ledger.settle(request_id, cost_usd=..., tokens=...)   # real cost, once at the end
+    # or, when nothing was served and nothing billed:
+    await ledger.release(request_id)
+
+A reservation never settled or released stops counting ``reservation_ttl`` after it was made
+(a crashed worker cannot pin a budget forever). A settle that arrives after that still charges
+the real cost, so a slow request is never free.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from ext_proc.metering.usage import UsageRecord
+from ext_proc.state.model import (
+    Admission,
+    BudgetRule,
+    BudgetStatus,
+    GroupBy,
+    ReservationRequest,
+    UsageRow,
+)
+
+# Longer than the longest request the gateway lets run (route timeouts x attempts), or a
+# reservation would stop counting while its request is still streaming.
+DEFAULT_RESERVATION_TTL = timedelta(minutes=15)
+# Expired reservations are remembered this long, so a late settle charges the real cost once.
+TOMBSTONE_TTL = timedelta(days=1)
+
+
+class LedgerError(Exception):
+    """The store failed; the caller decides between failing open and failing closed."""
+
+
+class ReservationExists(LedgerError):
+    """``reserve`` was called twice with the same reservation id."""
+
+
+class Ledger(Protocol):
+    async def reserve(self, request: ReservationRequest) -> Admission:
+        """Check every budget and rate limit of the request and reserve all or none."""
+        ...
+
+    async def settle(
+        self, reservation_id: str, *, cost_usd: Decimal | None, tokens: int | None
+    ) -> bool:
+        """Replace the reservation with the real cost and tokens (None keeps the reserved
+        amount, the conservative choice). False if it was already settled or released."""
+        ...
+
+    async def release(self, reservation_id: str) -> bool:
+        """Give the reservation back (request counts stay). False if already finished."""
+        ...
+
+    async def budget_status(self, rule: BudgetRule) -> BudgetStatus:
+        """Spend and reservations of the rule's current window."""
+        ...
+
+    async def sweep_expired(self) -> int:
+        """Expire overdue reservations now (``reserve`` also does this as it goes)."""
+        ...
+
+    async def record_usage(self, record: UsageRecord) -> None: ...
+
+    async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
+        """Attempts since ``since`` grouped by ``by``, most expensive first."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,158 @@
+"""Turns a ReservationRequest into counter charges, and counter readings into an Admission.
+
+Both ledgers share this module, so they differ only in how they apply charges atomically:
+"if no enforced charge would pass its limit, apply them all; otherwise apply none".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from ext_proc.state.model import (
+    Admission,
+    BudgetRule,
+    Denial,
+    LimitKind,
+    OnExceed,
+    ReservationRequest,
+    micros_to_usd,
+    usd_to_micros_ceil,
+)
+from ext_proc.state.periods import budget_window, minute_window
+
+# Counters outlive their window so that a settle arriving late still finds them.
+COUNTER_GRACE = timedelta(days=1)
+
+
+class Unit(enum.StrEnum):
+    USD_MICROS = "usd"
+    TOKENS = "tok"
+    REQUESTS = "req"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    key: str  # counter id, unique per scope and window
+    limit: int
+    amount: int
+    unit: Unit
+    enforce: bool  # False: counted but never refuses (warn budgets)
+    refundable: bool  # False: counted as spent at once, never released (request counts)
+    expires_at_ms: int  # counter may be dropped after this (clock time, ms)
+
+
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    kind: LimitKind
+    name: str
+    scope: str
+    resets_at: datetime
+    on_exceed: OnExceed
+    downgrade_model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePlan:
+    charges: tuple[Charge, ...]
+    subjects: tuple[_Subject, ...]
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def budget_counter_key(rule: BudgetRule, window_start: datetime) -> str:
+    return f"b|{rule.scope}|{rule.period}|{rule.tz}|{to_ms(window_start)}"
+
+
+def plan_charges(request: ReservationRequest, now: datetime) -> ChargePlan:
+    charges: list[Charge] = []
+    subjects: list[_Subject] = []
+    cost = usd_to_micros_ceil(request.cost_usd)
+    for rule in request.budgets:
+        start, end = budget_window(now, rule.period, rule.tz)
+        charges.append(
+            Charge(
+                key=budget_counter_key(rule, start),
+                limit=usd_to_micros_ceil(rule.limit_usd),
+                amount=cost,
+                unit=Unit.USD_MICROS,
+                enforce=rule.on_exceed is not OnExceed.WARN,
+                refundable=True,
+                expires_at_ms=to_ms(end + COUNTER_GRACE),
+            )
+        )
+        subjects.append(
+            _Subject(
+                LimitKind.BUDGET, rule.name, rule.scope, end, rule.on_exceed, rule.downgrade_model
+            )
+        )
+    start, end = minute_window(now)
+    minute = to_ms(start) // 60_000
+    for limit in request.rate_limits:
+        for kind, per_minute, amount, unit, refundable in (
+            (LimitKind.REQUESTS_PER_MINUTE, limit.requests_per_minute, 1, Unit.REQUESTS, False),
+            (
+                LimitKind.TOKENS_PER_MINUTE,
+                limit.tokens_per_minute,
+                request.tokens,
+                Unit.TOKENS,
+                True,
+            ),
+        ):
+            if per_minute is None:
+                continue
+            charges.append(
+                Charge(
+                    key=f"{unit}|{limit.scope}|{minute}",
+                    limit=per_minute,
+                    amount=amount,
+                    unit=unit,
+                    enforce=True,
+                    refundable=refundable,
+                    expires_at_ms=to_ms(end + COUNTER_GRACE),
+                )
+            )
+            subjects.append(_Subject(kind, limit.scope, limit.scope, end, OnExceed.BLOCK, None))
+    return ChargePlan(tuple(charges), tuple(subjects))
+
+
+def is_over(charge: Charge, used: int) -> bool:
+    return used + charge.amount > charge.limit
+
+
+def blocks(charges: tuple[Charge, ...], used: list[int]) -> bool:
+    return any(c.enforce and is_over(c, u) for c, u in zip(charges, used, strict=True))
+
+
+def _display(charge: Charge, value: int) -> Decimal:
+    return micros_to_usd(value) if charge.unit is Unit.USD_MICROS else Decimal(value)
+
+
+def build_admission(
+    request: ReservationRequest, plan: ChargePlan, used: list[int], admitted: bool
+) -> Admission:
+    """``used`` is each counter's spent + reserved *before* this request."""
+    denials: list[Denial] = []
+    warnings: list[Denial] = []
+    for charge, subject, before in zip(plan.charges, plan.subjects, used, strict=True):
+        if not is_over(charge, before):
+            continue
+        denial = Denial(
+            kind=subject.kind,
+            name=subject.name,
+            scope=subject.scope,
+            limit=_display(charge, charge.limit),
+            used=_display(charge, before),
+            requested=_display(charge, charge.amount),
+            resets_at=subject.resets_at,
+            on_exceed=subject.on_exceed,
+            downgrade_model=subject.downgrade_model,
+        )
+        (denials if charge.enforce else warnings).append(denial)
+    if admitted:
+        return Admission(request.reservation_id, True, (), tuple(warnings))
+    return Admission(request.reservation_id, False, tuple(denials), tuple(warnings))
