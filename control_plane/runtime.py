@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Iterator
 
 import uvicorn
 
@@ -20,12 +21,21 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's supervisor owns the signals."""
+
+    task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_admin(control_plane: ControlPlane, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(admin_app(control_plane), host=host, port=port,
                             log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    asyncio.create_task(server.serve())
+    server = _Server(config)
+    server.task = asyncio.create_task(server.serve())
     return server
 
 
@@ -35,5 +45,3 @@ async def wait_first(*waits: Awaitable[object]) -> None:
     for task in pending:
         task.cancel()
 
-
-Cleanup = Callable[[], Awaitable[None]]

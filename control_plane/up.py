@@ -60,7 +60,8 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
         admin_port=settings.envoy_admin_port), work_dir)
     g = settings.gateway
     log.info("switchboard is up", url=f"http://{g.loopback_host}:{g.listener_port}/v1",
-             policy=settings.policy_path or "built-in default", version=control_plane.status.version)
+             policy=settings.policy_path or "built-in default",
+             version=control_plane.status.version)
     await wait_first(stop.wait(), envoy.wait())
     code = envoy.returncode
     log.info("stopping")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from urllib.parse import urlsplit
+
 import orjson
 import structlog
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
@@ -112,7 +113,8 @@ class Attempt:
                 response_header_mode=pm.ProcessingMode.SEND))
 
     def _on_request_body(self, raw: bytes) -> ep.ProcessingResponse:
-        assert self._translator is not None and self._provider is not None
+        assert self._translator is not None
+        assert self._provider is not None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -30,5 +30,5 @@ def header_mutation(set_headers: Mapping[str, str],
 def immediate(status: int, body: bytes, headers: Mapping[str, str],
               details: str) -> ep.ProcessingResponse:
     return ep.ProcessingResponse(immediate_response=ep.ImmediateResponse(
-        status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+        status=http_status_pb2.HttpStatus(code=status),
         headers=header_mutation(headers), body=body, details=details))

@@ -51,7 +51,7 @@ class WorkerPool:
     async def wait_serving(self, timeout_s: float = 30.0) -> bool:
         """True once every worker has bound its socket (it binds after its first policy)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not all(Path(p).exists() for p in self.sockets):
+        while not await asyncio.to_thread(lambda: all(Path(p).exists() for p in self.sockets)):
             if asyncio.get_running_loop().time() > deadline:
                 return False
             await asyncio.sleep(0.05)
@@ -59,7 +59,8 @@ class WorkerPool:
 
     async def run(self) -> None:
         """Start every worker and keep them running until `stop`."""
-        Path(self._settings.socket_dir).mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(Path(self._settings.socket_dir).mkdir, parents=True,
+                                exist_ok=True)
         await asyncio.gather(*(self._keep_running(i) for i in range(self._settings.workers)))
 
     async def stop(self) -> None:

@@ -10,12 +10,12 @@ import signal
 
 import grpc
 import structlog
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from control_plane.logs import configure_logging
 from ext_proc.config_client import ConfigClient
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.server import Processor
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 log = structlog.get_logger("worker")
 

@@ -11,7 +11,7 @@ from control_plane.compiler.retries import retry_policy
 from control_plane.compiler.settings import ROUTE_CONFIG_NAME
 from control_plane.policy import Policy
 from control_plane.policy.models import ModelRoute
-from ext_proc.contract import MOCK_AUTHORITY, METADATA_NAMESPACE, ClientApi
+from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ClientApi
 
 # The client APIs routed today; each needs a translator for every backend kind it reaches.
 SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS)

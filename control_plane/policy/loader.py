@@ -166,7 +166,11 @@ def _issue(data: Any, loc: Loc, message: str, sources: _Sources) -> PolicyIssue:
 
 
 def _data_path(data: Any, loc: Loc) -> Loc:
-    """Drop the parts of a pydantic location that are not in the data (union tags)."""
+    """The part of a pydantic location that exists in the data, plus a missing field's name.
+
+    Pydantic adds union tags ("openai") and validator names to locations; they name nothing
+    a policy author wrote, so they are dropped.
+    """
     path: list[str | int] = []
     current = data
     for part in loc:
@@ -174,20 +178,14 @@ def _data_path(data: Any, loc: Loc) -> Loc:
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
             current = current[part]
-        elif isinstance(current, dict | list):
-            if isinstance(current, dict) and not isinstance(part, int) and part not in (
-                "function-after", "function-before"
-            ) and not _is_union_tag(current, part):
-                path.append(part)  # a missing required field: name it
-            continue
+        elif (isinstance(current, dict) and isinstance(part, str)
+              and current.get("kind") != part and not part.startswith("function-")):
+            path.append(part)  # a required field that is missing: name it
+            break
         else:
             continue
         path.append(part)
     return tuple(path)
-
-
-def _is_union_tag(mapping: dict[Any, Any], part: str | int) -> bool:
-    return mapping.get("kind") == part
 
 
 def _dotted(loc: Loc) -> str:

@@ -20,7 +20,8 @@ Loc = tuple[str | int, ...]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
-_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+|secret:[a-z0-9.-]+/[A-Za-z0-9._-]+)$")
+_SECRET_REF = re.compile(
+    r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+|secret:[a-z0-9.-]+/[A-Za-z0-9._-]+)$")
 
 
 def _check_secret_ref(value: str) -> str:
@@ -45,9 +46,7 @@ SecretRef = Annotated[str, AfterValidator(_check_secret_ref)]
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 
 FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect-failure", "reset")
-FallbackCondition = Annotated[str | int, AfterValidator(lambda v: _check_fallback(v))]
-
-
+DEFAULT_FALLBACK_ON: tuple[str | int, ...] = ("429", "5xx", "timeout", "connect-failure", "reset")
 def _check_fallback(value: str | int) -> str:
     text = str(value)
     if text in FALLBACK_CLASSES or (text.isdigit() and 400 <= int(text) <= 599):
@@ -55,6 +54,9 @@ def _check_fallback(value: str | int) -> str:
     raise ValueError(
         f"expected a status code 400-599 or one of {', '.join(FALLBACK_CLASSES)}, got {value!r}"
     )
+
+
+FallbackCondition = Annotated[str | int, AfterValidator(_check_fallback)]
 
 
 class Strict(BaseModel):
@@ -99,8 +101,7 @@ class Defaults(Strict):
     timeout: Duration = 300.0
     per_try_timeout: Duration | None = None
     fallback_on: list[FallbackCondition] = Field(
-        default_factory=lambda: ["429", "5xx", "timeout", "connect-failure", "reset"]
-    )
+        default_factory=lambda: list(DEFAULT_FALLBACK_ON))
     retries: int = Field(default=0, ge=0, le=10)
 
 

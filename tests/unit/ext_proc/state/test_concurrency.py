@@ -69,7 +69,7 @@ async def test_redis_200_concurrent_reservations(redis_server: RedisServer) -> N
         await ledger.close()
 
 
-def _process_main(  # noqa: PLR0917 - a multiprocessing target takes positional args
+def _process_main(
     kind: str,
     target: str,
     prefix: str,

@@ -1,0 +1,85 @@
+"""One attempt's rewriting, message by message, as Envoy would send them."""
+
+from __future__ import annotations
+
+import orjson
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from ext_proc.attempt import Attempt
+from ext_proc.secrets import Secret
+from ext_proc.view import ProcessorView, ProviderView
+
+VIEW = ProcessorView("v1", {
+    "alpha": ProviderView("alpha", "openai", "https://alpha.example/v1", Secret("alpha-key")),
+    "local": ProviderView("local", "openai", "http://10.0.0.7:8000/openai/v1", None),
+    "demo": ProviderView("demo", "mock", "", None),
+})
+
+
+def headers_message(**headers: str) -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(
+        headers=[base_pb2.HeaderValue(key=k.replace("_", "-"), raw_value=v.encode())
+                 for k, v in headers.items()])))
+
+
+def body_message(body: dict[str, object]) -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body),
+                                                         end_of_stream=True))
+
+
+def run(provider: str, model: str, body: dict[str, object],
+        **extra: str) -> tuple[dict[str, str], set[str], bytes]:
+    attempt = Attempt(lambda: VIEW)
+    attempt.handle(headers_message(**{
+        "x_switchboard_provider": provider, "x_switchboard_target_model": model,
+        "x_switchboard_api": "openai.chat", ":path": "/v1/chat/completions", **extra}))
+    reply = attempt.handle(body_message(body)).request_body.response
+    set_headers = {h.header.key: h.header.raw_value.decode()
+                   for h in reply.header_mutation.set_headers}
+    return set_headers, set(reply.header_mutation.remove_headers), reply.body_mutation.body
+
+
+def test_sets_path_authority_length_and_the_providers_key() -> None:
+    body = {"model": "gpt-4o", "messages": []}
+    headers, removed, new_body = run("alpha", "gpt-4o", body,
+                                     authorization="Bearer client-gateway-key")
+    assert headers[":path"] == "/v1/chat/completions"
+    assert headers[":authority"] == "alpha.example"
+    assert headers["authorization"] == "Bearer alpha-key"
+    assert headers["content-length"] == str(len(orjson.dumps(body)))
+    assert new_body == b""  # unchanged body: nothing to replace
+    assert "x-switchboard-provider" in removed
+    assert "x-api-key" in removed
+
+
+def test_a_provider_without_key_removes_whatever_an_earlier_attempt_set() -> None:
+    headers, removed, new_body = run(
+        "local", "llama-3", {"model": "smart", "messages": []},
+        authorization="Bearer alpha-key", content_length="999")
+    assert "authorization" in removed
+    assert "authorization" not in headers
+    assert headers[":path"] == "/openai/v1/chat/completions"
+    assert headers[":authority"] == "10.0.0.7:8000"
+    assert orjson.loads(new_body)["model"] == "llama-3"
+    assert headers["content-length"] == str(len(new_body))
+
+
+def test_unknown_provider_is_a_503_not_a_crash() -> None:
+    attempt = Attempt(lambda: VIEW)
+    reply = attempt.handle(headers_message(x_switchboard_provider="ghost",
+                                           x_switchboard_api="openai.chat"))
+    assert reply.immediate_response.status.code == 503
+    assert b"not in this worker's policy" in reply.immediate_response.body
+
+
+def test_the_mock_answers_without_any_provider() -> None:
+    attempt = Attempt(lambda: VIEW)
+    attempt.handle(headers_message(x_switchboard_provider="demo",
+                                   x_switchboard_target_model="mock",
+                                   x_switchboard_api="openai.chat"))
+    reply = attempt.handle(body_message({"model": "mock",
+                                         "messages": [{"role": "user", "content": "hi"}]}))
+    assert reply.immediate_response.status.code == 200
+    assert orjson.loads(reply.immediate_response.body)["choices"][0]["message"]["content"] == (
+        "This is a mock reply from Switchboard to: hi")
