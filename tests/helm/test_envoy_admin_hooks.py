@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import find, manifests, render
+from chart_render import find, manifests, render
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash (as the image)")
 

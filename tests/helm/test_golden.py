@@ -6,7 +6,7 @@ Refresh after an intended change with `UPDATE_GOLDEN=1 pytest tests/helm` and re
 from __future__ import annotations
 
 import pytest
-from conftest import GOLDEN, UPDATE, render, scenario_values
+from chart_render import GOLDEN, UPDATE, render, scenario_values
 
 GOLDEN_SCENARIOS = ["default", "replicated"]
 

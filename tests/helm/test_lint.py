@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import helm_python as helm
-from conftest import CHART, NAMESPACE, scenario_values
+from chart_render import CHART, NAMESPACE, scenario_values
 
 WARNING = 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import NAMESPACE, find, pod_containers, scenario_manifests, scenario_values
+from chart_render import NAMESPACE, find, pod_containers, scenario_manifests, scenario_values
 
 
 def _workloads(scenario: str) -> list[dict[str, Any]]:

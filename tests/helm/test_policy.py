@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CHART, find, scenario_manifests, scenario_values
+from chart_render import CHART, find, scenario_manifests, scenario_values
 
 try:
     from control_plane.policy.loader import load_documents

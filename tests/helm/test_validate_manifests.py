@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from conftest import scenario_manifests
+from chart_render import scenario_manifests
 
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",

@@ -7,7 +7,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from conftest import CHART, UPDATE, render
+from chart_render import CHART, UPDATE, render
 from values_doc import documented_values, render_readme
 
 
