@@ -19,7 +19,7 @@
   env:
     - name: SWITCHBOARD_SECRETS_DIR
       value: {{ .Values.providerSecrets.mountPath | quote }}
-    {{- with include "switchboard.redis.env" . }}{{ . | nindent 4 }}{{ end }}
+    {{- with include "switchboard.redis.env" . | trim }}{{ . | nindent 4 }}{{ end }}
     {{- with $g.extProc.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
