@@ -77,7 +77,7 @@ def test_provider_secrets_are_mounted_only_into_ext_proc() -> None:
     ]
     assert [(m["mountPath"], m["readOnly"]) for m in secret_mounts] == [
         ("/var/run/switchboard/secrets/openai-credentials", True),
-        ("/var/run/switchboard/secrets/anthropic-credentials", True),
+        ("/var/run/switchboard/secrets/vllm-credentials", True),
     ]
     assert not any(m["name"].startswith("provider-") for m in containers["envoy"]["volumeMounts"])
     (cp,) = find(docs, "Deployment", "switchboard-control-plane")
