@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     render.set_defaults(run=_render)
 
     control = commands.add_parser("control-plane", help="serve xDS and the admin API")
-    control.add_argument("--policy", required=True)
+    control.add_argument("--policy", required=True, help="policy file or directory")
+    control.add_argument("--policy-configmap", metavar="NAMESPACE/NAME", help=(
+        "also follow this ConfigMap through the Kubernetes API (faster than a volume)"))
+    control.add_argument("--leader-election-lease", metavar="NAMESPACE/NAME")
+    control.add_argument("--leader-election-identity", default=os.environ.get("POD_NAME", ""))
     _gateway_args(control, default_host="0.0.0.0")
     control.add_argument("--listen-host", default="0.0.0.0")
     control.add_argument("--xds-port", type=int, default=18000)
@@ -62,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     workers.add_argument("--socket-dir", required=True)
     workers.add_argument("--xds-address", required=True, help="HOST:PORT of the control plane")
     workers.add_argument("--secrets-dir", default=None)
+    workers.add_argument("--health-port", type=int, default=None,
+                         help="serve GET /healthz (200 while every worker runs) on this port")
     workers.add_argument("--log-level", default="info")
     workers.set_defaults(run=_ext_proc)
 
@@ -139,8 +145,7 @@ def _control_plane(args: argparse.Namespace) -> int:
     from control_plane.up import run_control_plane
 
     configure_logging(args.log_level)
-    return asyncio.run(run_control_plane(
-        _gateway(args), args.policy, args.listen_host, args.xds_port, args.admin_port))
+    return asyncio.run(run_control_plane(_gateway(args), args))
 
 
 def _ext_proc(args: argparse.Namespace) -> int:
@@ -153,7 +158,7 @@ def _ext_proc(args: argparse.Namespace) -> int:
                                                      DEFAULT_SECRETS_DIR)
     return asyncio.run(run_ext_proc(PoolSettings(
         workers=args.workers, socket_dir=args.socket_dir, xds_address=args.xds_address,
-        secrets_dir=secrets_dir, log_level=args.log_level)))
+        secrets_dir=secrets_dir, log_level=args.log_level), args.health_port))
 
 
 def _envoy(args: argparse.Namespace) -> int:

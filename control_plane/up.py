@@ -16,7 +16,7 @@ import structlog
 from control_plane.bootstrap import BootstrapSettings
 from control_plane.compiler import GatewaySettings
 from control_plane.envoy_process import start_envoy
-from control_plane.runtime import serve_admin, stop_on_signals, wait_first
+from control_plane.runtime import serve_admin, serve_health, stop_on_signals, wait_first
 from control_plane.service import ControlPlane
 from control_plane.sources import FileSource
 from ext_proc.pool import PoolSettings, WorkerPool, socket_path
@@ -77,23 +77,31 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     return 0 if code in (None, 0, -15) or stop.is_set() else 1
 
 
-async def run_control_plane(gateway: GatewaySettings, policy_path: str, host: str,
-                            xds_port: int, admin_port: int) -> int:
+async def run_control_plane(gateway: GatewaySettings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     control_plane = ControlPlane(gateway)
-    follow = asyncio.create_task(control_plane.follow(FileSource(policy_path)))
-    xds = await control_plane.serve_xds(host, xds_port)
-    admin = await serve_admin(control_plane, host, admin_port)
-    await wait_first(stop.wait(), follow)
+    tasks = [asyncio.create_task(control_plane.follow(FileSource(args.policy)))]
+    if args.policy_configmap or args.leader_election_lease:
+        from control_plane.kube.wiring import campaign, follow_configmap
+
+        if args.policy_configmap:
+            tasks.append(follow_configmap(control_plane, args.policy_configmap))
+        if args.leader_election_lease:
+            tasks.append(campaign(args.leader_election_lease, args.leader_election_identity))
+    xds = await control_plane.serve_xds(args.listen_host, args.xds_port)
+    admin = await serve_admin(control_plane, args.listen_host, args.admin_port)
+    await wait_first(stop.wait(), *tasks)
     admin.should_exit = True
     await xds.stop(5)
     return 0
 
 
-async def run_ext_proc(settings: PoolSettings) -> int:
+async def run_ext_proc(settings: PoolSettings, health_port: int | None) -> int:
     stop = stop_on_signals()
     pool = WorkerPool(settings)
     task = asyncio.create_task(pool.run())
+    if health_port is not None:
+        await serve_health(pool.healthy, "0.0.0.0", health_port)
     await wait_first(stop.wait(), task)
     await pool.stop()
     return 0
