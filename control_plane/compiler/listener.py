@@ -22,6 +22,7 @@ def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
                 "config_source": {"ads": {}, "resource_api_version": "V3"}},
         "http_filters": http_filters(policy),
         "local_reply_config": local_reply_config(),
+        "access_log": [access_log()],
         # LLM answers are slow; the route's timeout bounds a request, not these.
         "stream_idle_timeout": "600s",
         "request_headers_timeout": "30s",
@@ -35,6 +36,24 @@ def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
             "typed_config": any_of(HCM, hcm),
         }]}],
     }
+
+
+def access_log() -> dict[str, Any]:
+    """One JSON line per request on Envoy's stdout, answered locally or not. No bodies, no
+    headers beyond the request id: nothing secret can reach it."""
+    fields = {
+        "time": "%START_TIME%", "request_id": "%REQ(X-REQUEST-ID)%",
+        "method": "%REQ(:METHOD)%", "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%",
+        "provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:provider)%",
+        "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
+        "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%", "duration_ms": "%DURATION%",
+        "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+        "bytes_in": "%BYTES_RECEIVED%", "bytes_out": "%BYTES_SENT%",
+    }
+    return {"name": "envoy.access_loggers.stdout", "typed_config": any_of(
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        {"log_format": {"json_format": fields}})}
 
 
 def http_filters(policy: Policy) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ ending in `data: [DONE]`; embeddings as a `list` of `embedding` objects.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ class FakeOpenAI:
     name: str = "fake"
     received: list[Received] = field(default_factory=list)
     status: int = 200
+    tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -38,6 +40,8 @@ class FakeOpenAI:
 
     @property
     def base_url(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.port}/v1"
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FakeOpenAI:
@@ -60,6 +64,10 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -56,7 +56,7 @@ class Gateway:
 
 
 def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None,
-                  workers: int = 2) -> Gateway:
+                  workers: int = 2, extra_args: tuple[str, ...] = ()) -> Gateway:
     policy_path = work_dir / "policy.yaml"
     policy_path.write_text(policy)
     ports = [free_port() for _ in range(4)]
@@ -65,7 +65,7 @@ def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None
         sys.executable, "-m", "control_plane", "up", "--policy", str(policy_path),
         "--workers", str(workers), "--listener-port", str(ports[0]),
         "--xds-port", str(ports[1]), "--admin-port", str(ports[2]),
-        "--envoy-admin-port", str(ports[3]),
+        "--envoy-admin-port", str(ports[3]), *extra_args,
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
