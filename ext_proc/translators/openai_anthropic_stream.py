@@ -119,10 +119,11 @@ class AnthropicToOpenAIStream:
             return []
         if delta.get("type") == "text_delta":
             return [self._chunk({"content": str(delta.get("text", ""))})]
-        if delta.get("type") == "input_json_delta" and _index(data) in self._tool_index:
+        arguments = delta.get("partial_json")
+        if (delta.get("type") == "input_json_delta" and _index(data) in self._tool_index
+                and isinstance(arguments, str) and arguments):
             return [self._chunk({"tool_calls": [{
-                "index": self._tool_index[_index(data)],
-                "function": {"arguments": str(delta.get("partial_json", ""))}}]})]
+                "index": self._tool_index[_index(data)], "function": {"arguments": arguments}}]})]
         return []  # thinking and signature deltas have no place in a chat completion
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
