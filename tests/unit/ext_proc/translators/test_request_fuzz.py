@@ -51,12 +51,16 @@ def translate(pair: tuple[ClientApi, str], body: dict[str, Any]) -> None:
     translator: Translator = TRANSLATORS[pair](
         api, Backend("p", kind, "https://provider.example/v1", "target-model"))
     raw = orjson.dumps(body)
+    refused: TranslationError | None
     try:
         result = translator.request(body, raw)
     except TranslationError as exc:
-        assert 400 <= exc.status < 500
-        return
-    if isinstance(result, LocalReply):
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert 400 <= refused.status < 500
+    elif isinstance(result, LocalReply):
         assert result.body
     elif result.body is not None:
         assert isinstance(orjson.loads(result.body), dict)
