@@ -17,6 +17,8 @@ _REAL_PROVIDERS: dict[str, tuple[dict[str, str], str, tuple[str, ...]]] = {
     "openai": ({"kind": "openai", "api_key": "env:OPENAI_API_KEY"}, "OPENAI_API_KEY",
                ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o4-mini",
                 "text-embedding-3-small", "text-embedding-3-large")),
+    "anthropic": ({"kind": "anthropic", "api_key": "env:ANTHROPIC_API_KEY"}, "ANTHROPIC_API_KEY",
+                  ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")),
 }
 
 

@@ -23,8 +23,14 @@ def _bearer(secret: Secret) -> Mapping[str, str]:
     return {"authorization": f"Bearer {secret.reveal()}"}
 
 
+def _x_api_key(secret: Secret) -> Mapping[str, str]:
+    return {"x-api-key": secret.reveal()}
+
+
+# anthropic-version is not a credential: the translator sets it from the provider's options.
 CREDENTIALS: dict[str, CredentialHeaders] = {
     "openai": _bearer,
+    "anthropic": _x_api_key,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.policy import Policy
-from control_plane.policy.models import MockProvider
+from control_plane.policy.models import AnthropicProvider, MockProvider
 
 
 def processor_config(policy: Policy) -> dict[str, Any]:
@@ -16,6 +16,8 @@ def processor_config(policy: Policy) -> dict[str, Any]:
             entry["base_url"] = provider.base_url
             if provider.api_key:
                 entry["api_key_ref"] = provider.api_key
+        if isinstance(provider, AnthropicProvider):
+            entry["options"] = {"version": provider.version}
         providers[name] = entry
     models = {
         name: {"targets": [{"provider": t.provider, "model": t.model or name}

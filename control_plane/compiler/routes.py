@@ -14,7 +14,7 @@ from control_plane.policy.models import ModelRoute
 from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ClientApi
 
 # The client APIs routed today; each needs a translator for every backend kind it reaches.
-SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS)
+SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS, ClientApi.ANTHROPIC_MESSAGES)
 
 
 def route_configuration(policy: Policy) -> dict[str, Any]:

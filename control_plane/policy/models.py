@@ -71,13 +71,23 @@ class OpenAIProvider(Strict):
     api_key: SecretRef | None = None
 
 
+class AnthropicProvider(Strict):
+    """Anthropic's Messages API."""
+
+    kind: Literal["anthropic"]
+    base_url: BaseUrl = "https://api.anthropic.com"
+    api_key: SecretRef | None = None
+    version: str = Field(default="2023-06-01", pattern=r"^\d{4}-\d{2}-\d{2}$",
+                         description="The anthropic-version header sent on every request.")
+
+
 class MockProvider(Strict):
     """Answers locally in the caller's schema; for demos, tests and benchmarks."""
 
     kind: Literal["mock"]
 
 
-Provider = Annotated[OpenAIProvider | MockProvider, Field(discriminator="kind")]
+Provider = Annotated[OpenAIProvider | AnthropicProvider | MockProvider, Field(discriminator="kind")]
 
 
 class Target(Strict):

@@ -1,4 +1,4 @@
-"""The mock backend: a deterministic reply in the caller's schema, without any provider.
+"""The mock backend: a deterministic reply in the caller's schema (OpenAI or Anthropic).
 
 The reply depends only on the request, so tests and demos can assert on it; the usage block
 counts words, a stable stand-in for tokens.
@@ -37,7 +37,7 @@ class MockBackend:
             return _embeddings(body, self._model)
         if self._api is ClientApi.OPENAI_CHAT:
             return _chat(body, self._model)
-        raise TranslationError(f"the mock backend does not serve {self._api.path}", 404)
+        return _messages(body, self._model)
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
         return "none"
@@ -102,6 +102,45 @@ def _chat_chunks(completion_id: str, created: int, model: str, reply: str,
                  "model": model, "choices": [], "usage": usage}
         yield b"data: " + orjson.dumps(event) + b"\n\n"
     yield b"data: [DONE]\n\n"
+
+
+def _messages(body: dict[str, Any], model: str) -> LocalReply:
+    """Anthropic's Messages schema: the same reply as _chat, as a message or its events."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise TranslationError("'messages' must be a non-empty list")
+    if not isinstance(body.get("max_tokens"), int):
+        raise TranslationError("'max_tokens' is required")
+    reply, input_words = mock_text(messages)
+    usage = {"input_tokens": input_words, "output_tokens": len(reply.split())}
+    message = {"id": "msg_mock_" + hashlib.sha256(orjson.dumps(messages)).hexdigest()[:24],
+               "type": "message", "role": "assistant", "model": model,
+               "content": [{"type": "text", "text": reply}], "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": usage}
+    if body.get("stream") is not True:
+        return LocalReply(200, orjson.dumps(message), JSON)
+    return LocalReply(200, b"".join(_message_events(message, reply, usage)), SSE)
+
+
+def _message_events(message: dict[str, Any], reply: str,
+                    usage: dict[str, int]) -> Iterator[bytes]:
+    def event(data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {**usage, "output_tokens": 1}}
+    yield event({"type": "message_start", "message": start})
+    yield event({"type": "content_block_start", "index": 0,
+                 "content_block": {"type": "text", "text": ""}})
+    yield event({"type": "ping"})
+    for index, word in enumerate(reply.split(" ")):
+        yield event({"type": "content_block_delta", "index": 0, "delta": {
+            "type": "text_delta", "text": word if index == 0 else " " + word}})
+    yield event({"type": "content_block_stop", "index": 0})
+    yield event({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                    "stop_sequence": None},
+                 "usage": {"output_tokens": usage["output_tokens"]}})
+    yield event({"type": "message_stop"})
 
 
 def _embeddings(body: dict[str, Any], model: str) -> LocalReply:

@@ -1,0 +1,55 @@
+"""Anthropic Messages clients to Anthropic: the model is renamed, the bytes pass untouched.
+
+The client's anthropic-beta header travels on unchanged. The body is read, never rewritten,
+to learn the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ext_proc.contract import ClientApi
+from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest
+from ext_proc.translators.common import is_event_stream, is_success, usage_from_anthropic
+from ext_proc.translators.openai_anthropic import anthropic_headers
+from ext_proc.translators.openai_anthropic_stream import AnthropicUsageTracker
+from ext_proc.translators.paths import join_path
+from ext_proc.translators.sse import SseParser, json_data
+
+
+class AnthropicToAnthropic:
+    def __init__(self, api: ClientApi, backend: Backend) -> None:
+        self._backend = backend
+        self._parser = SseParser()
+        self._usage = AnthropicUsageTracker()
+
+    def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
+        path = join_path(self._backend.base_url, "/v1/messages")
+        headers = anthropic_headers(self._backend)
+        if body.get("model") == self._backend.model:
+            return UpstreamRequest(path, None, headers)
+        return UpstreamRequest(path, orjson.dumps({**body, "model": self._backend.model}),
+                               headers)
+
+    def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
+        if not is_success(status):
+            return "none"  # already in the client's schema, and nothing was served
+        return "streamed" if is_event_stream(headers) else "buffered"
+
+    def response_body(self, body: bytes) -> Translated:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Translated(None)
+        usage = message.get("usage") if isinstance(message, dict) else None
+        return Translated(None, usage_from_anthropic(usage) if isinstance(usage, dict) else None)
+
+    def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
+        seen = False
+        for event in self._parser.feed(chunk, end_of_stream):
+            if (data := json_data(event)) is not None:
+                seen |= self._usage.see(data)
+        return Translated(None, self._usage.usage if seen else None)

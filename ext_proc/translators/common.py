@@ -1,0 +1,118 @@
+"""What the OpenAI and Anthropic translators share: input checks, usage, stop reasons, errors.
+
+Each mapping lives here once so that the two directions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ext_proc.errors import error_kind
+from ext_proc.translators.base import TranslationError, Usage
+
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+# Anthropic stop_reason -> OpenAI finish_reason, and back.
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+
+
+def field(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...],
+          where: str = "") -> Any:
+    """`body[name]` when present and of the expected JSON type, else a 400; None if absent."""
+    value = body.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python but not a number in JSON.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+        raise TranslationError(f"'{where}{name}' has the wrong type")
+    return value
+
+
+def objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list whose items must all be JSON objects."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise TranslationError(f"'{where}' must be a list of objects")
+    return value
+
+
+def member(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A nested object of a provider's reply, or {} when it is missing or not an object."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _count(usage: Mapping[str, Any], name: str) -> int:
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
+    return Usage(input_tokens=_count(usage, "input_tokens"),
+                 output_tokens=_count(usage, "output_tokens"),
+                 cached_input_tokens=_count(usage, "cache_read_input_tokens"),
+                 cache_creation_tokens=_count(usage, "cache_creation_input_tokens"))
+
+
+def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    cached = _count(prompt, "cached_tokens") if isinstance(prompt, dict) else 0
+    return Usage(input_tokens=max(_count(usage, "prompt_tokens") - cached, 0),
+                 output_tokens=_count(usage, "completion_tokens"),
+                 cached_input_tokens=cached,
+                 reasoning_tokens=(_count(completion, "reasoning_tokens")
+                                   if isinstance(completion, dict) else 0))
+
+
+def openai_usage(usage: Usage) -> dict[str, Any]:
+    """OpenAI counts cache reads and writes as prompt tokens; Anthropic does not."""
+    prompt = usage.input_tokens + usage.cached_input_tokens + usage.cache_creation_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": usage.output_tokens,
+            "total_tokens": prompt + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}
+
+
+def anthropic_usage(usage: Usage) -> dict[str, Any]:
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cached_input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_tokens}
+
+
+def error_message(body: bytes) -> str:
+    """The message of an error body in either schema, or its text when it has none."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip() or "the provider returned an error"
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) else orjson.dumps(parsed).decode()
+
+
+def openai_error(status: int, message: str) -> bytes:
+    kind = error_kind(status)
+    return orjson.dumps({"error": {"message": message, "type": kind.openai_type,
+                                   "code": kind.openai_code}})
+
+
+def anthropic_error(status: int, message: str) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": error_kind(status).anthropic_type,
+                                                    "message": message}})
+
+
+def is_success(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def is_event_stream(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-type", "").startswith("text/event-stream")

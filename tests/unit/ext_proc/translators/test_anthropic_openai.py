@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ext_proc.contract import ClientApi
+from ext_proc.translators.anthropic_openai import AnthropicToOpenAI
+from ext_proc.translators.base import Backend, TranslationError
+from ext_proc.translators.sse import SseParser
+from tests.unit.ext_proc.translators import golden as g
+
+GOLDEN = g.FIXTURES / "golden" / "anthropic_openai"
+BACKEND = Backend("llama", "openai", "http://vllm.local:8000/v1", "llama-3.1-8b")
+
+
+def make() -> AnthropicToOpenAI:
+    return AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
+
+
+REQUESTS = g.cases("anthropic", "requests")
+RESPONSES = g.cases("openai", "responses")
+ERRORS = g.cases("openai", "errors")
+STREAMS = g.cases("openai", "streams")
+
+
+@pytest.mark.parametrize("fixture", REQUESTS, ids=g.ids(REQUESTS))
+def test_request(fixture: Path) -> None:
+    g.check_request(make, fixture, GOLDEN)
+
+
+@pytest.mark.parametrize("fixture", RESPONSES, ids=g.ids(RESPONSES))
+def test_response(fixture: Path) -> None:
+    g.check_response(make, fixture, GOLDEN)
+
+
+@pytest.mark.parametrize("fixture", ERRORS, ids=g.ids(ERRORS))
+def test_error(fixture: Path) -> None:
+    g.check_response(make, fixture, GOLDEN, g.error_status(fixture))
+
+
+@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
+def test_stream(fixture: Path) -> None:
+    g.check_stream(make, fixture, GOLDEN)
+
+
+@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
+def test_stream_split_anywhere(fixture: Path) -> None:
+    g.check_every_split(make, fixture)
+
+
+@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
+def test_stream_event_order(fixture: Path) -> None:
+    """Anthropic's grammar: message_start, then blocks opened, filled and closed one at a
+    time with increasing indexes, then message_delta and message_stop, or an error last."""
+    body, _ = g.run_stream(make, [fixture.read_bytes()])
+    events = [(e.event, orjson.loads(e.data)) for e in SseParser().feed(body, True)]
+    assert events[0][0] in ("message_start", "error")
+    open_index, next_index = None, 0
+    for name, data in events:
+        assert data["type"] == name
+        if name == "content_block_start":
+            assert open_index is None
+            assert data["index"] == next_index
+            open_index, next_index = next_index, next_index + 1
+        elif name in ("content_block_delta", "content_block_stop"):
+            assert data["index"] == open_index
+            open_index = None if name == "content_block_stop" else open_index
+        elif name in ("message_delta", "message_stop"):
+            assert open_index is None
+    assert events[-1][0] in ("message_stop", "error")
+    if events[-1][0] == "message_stop":
+        assert events[-2][0] == "message_delta"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"stream": True}, {"stream": True, "stream_options": {"include_usage": True}}),
+    ({"system": "Be brief."}, {"messages": [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": "hi"}]}),
+    ({"tools": [{"name": "f", "input_schema": {"type": "object"}}],
+      "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}},
+     {"tool_choice": "auto", "parallel_tool_calls": False}),
+    ({"tools": [{"name": "f"}], "tool_choice": {"type": "none"}}, {"tool_choice": "none"}),
+])
+def test_request_fields(body: dict[str, object], expected: dict[str, object]) -> None:
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+               **body}
+    result = make().request(request, b"")
+    assert result.body is not None
+    sent = orjson.loads(result.body)
+    assert {key: sent[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("body", [
+    {"messages": [{"role": "user", "content": "hi"}]},
+    {"max_tokens": 5, "messages": []},
+    {"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+    {"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]},
+    {"max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "content": "no id"}]}]},
+    {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+     "tools": [{"name": "f"}], "tool_choice": {"type": "magic"}},
+])
+def test_request_refused(body: dict[str, object]) -> None:
+    with pytest.raises(TranslationError):
+        make().request({"model": "m", **body}, b"")
