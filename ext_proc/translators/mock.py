@@ -74,7 +74,8 @@ def _chat(body: dict[str, Any], model: str) -> LocalReply:
     completion_id = "chatcmpl-mock-" + hashlib.sha256(orjson.dumps(messages)).hexdigest()[:24]
     created = int(time.time())
     if body.get("stream") is True:
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         events = _chat_chunks(completion_id, created, model, reply, usage, include_usage)
         return LocalReply(200, b"".join(events), SSE)
     return LocalReply(200, orjson.dumps({
