@@ -7,13 +7,7 @@ from typing import Any
 import pytest
 from chart_render import CHART, find, scenario_manifests, scenario_values
 
-try:
-    from control_plane.policy.loader import load_documents
-except ImportError as exc:  # wired once the policy loader lands
-    load_documents = None
-    MISSING = f"control_plane.policy.loader is not importable yet ({exc.name or exc})"
-else:
-    MISSING = ""
+from control_plane.policy import load_documents
 
 
 def _policy_configmap(scenario: str) -> dict[str, Any]:
@@ -34,10 +28,8 @@ def test_rendered_configmap_carries_the_policy_files_verbatim(scenario: str) -> 
     assert all(name.endswith((".yaml", ".yml")) for name in data)
 
 
-@pytest.mark.skipif(load_documents is None, reason=MISSING)
 @pytest.mark.parametrize("scenario", ["default", "replicated"])
 def test_rendered_policy_passes_switchboard_validate(scenario: str) -> None:
-    assert load_documents is not None
     load_documents(_policy_configmap(scenario)["data"])
 
 

@@ -19,35 +19,7 @@ def make() -> AnthropicToOpenAI:
     return AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
 
 
-REQUESTS = g.cases("anthropic", "requests")
-RESPONSES = g.cases("openai", "responses")
-ERRORS = g.cases("openai", "errors")
 STREAMS = g.cases("openai", "streams")
-
-
-@pytest.mark.parametrize("fixture", REQUESTS, ids=g.ids(REQUESTS))
-def test_request(fixture: Path) -> None:
-    g.check_request(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", RESPONSES, ids=g.ids(RESPONSES))
-def test_response(fixture: Path) -> None:
-    g.check_response(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", ERRORS, ids=g.ids(ERRORS))
-def test_error(fixture: Path) -> None:
-    g.check_response(make, fixture, GOLDEN, g.error_status(fixture))
-
-
-@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
-def test_stream(fixture: Path) -> None:
-    g.check_stream(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
-def test_stream_split_anywhere(fixture: Path) -> None:
-    g.check_every_split(make, fixture)
 
 
 @pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -24,37 +22,6 @@ def make_with_usage() -> OpenAIToAnthropic:
     translator.request({"model": "m", "messages": [{"role": "user", "content": "hi"}],
                         "stream": True, "stream_options": {"include_usage": True}}, b"")
     return translator
-
-
-REQUESTS = g.cases("openai", "requests")
-RESPONSES = g.cases("anthropic", "responses")
-ERRORS = g.cases("anthropic", "errors")
-STREAMS = g.cases("anthropic", "streams")
-
-
-@pytest.mark.parametrize("fixture", REQUESTS, ids=g.ids(REQUESTS))
-def test_request(fixture: Path) -> None:
-    g.check_request(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", RESPONSES, ids=g.ids(RESPONSES))
-def test_response(fixture: Path) -> None:
-    g.check_response(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", ERRORS, ids=g.ids(ERRORS))
-def test_error(fixture: Path) -> None:
-    g.check_response(make, fixture, GOLDEN, g.error_status(fixture))
-
-
-@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
-def test_stream(fixture: Path) -> None:
-    g.check_stream(make, fixture, GOLDEN)
-
-
-@pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
-def test_stream_split_anywhere(fixture: Path) -> None:
-    g.check_every_split(make, fixture)
 
 
 def test_stream_usage_chunk_when_asked() -> None:
