@@ -7,7 +7,6 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import orjson
 import structlog
@@ -17,8 +16,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from ext_proc.contract import (
     CLIENT_API_HEADER,
     INTERNAL_HEADER_PREFIX,
-    MOCK_AUTHORITY,
     PROVIDER_HEADER,
+    RESPONSE_MODEL_HEADER,
+    RESPONSE_PROVIDER_HEADER,
     TARGET_MODEL_HEADER,
     ClientApi,
 )
@@ -55,7 +55,6 @@ class Attempt:
         self._provider: ProviderView | None = None
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
-        self._authority = ""
         self._response_mode: BodyMode = "none"
         self.outcome = ""
 
@@ -88,10 +87,11 @@ class Attempt:
         except ValueError:
             raise AttemptError(500, "the route names no client API") from None
         provider_name = self._request_headers.get(PROVIDER_HEADER, "")
-        self._provider = provider = self._view().providers.get(provider_name)
+        view = self._view()
+        self._provider = provider = view.providers.get(provider_name)
         if provider is None:
             raise AttemptError(503, f"provider {provider_name!r} is not in this worker's policy "
-                                    f"version {self._view().version!r} yet")
+                                    f"version {view.version!r} yet")
         if provider.credential_error:
             raise AttemptError(503, f"provider {provider_name!r} is misconfigured: "
                                     "its credential could not be read")
@@ -100,8 +100,6 @@ class Attempt:
             raise AttemptError(400, f"{self._api.path} cannot be served by a "
                                     f"{provider.kind} backend")
         model = self._request_headers.get(TARGET_MODEL_HEADER, "")
-        self._authority = (MOCK_AUTHORITY if provider.kind == "mock"
-                           else urlsplit(provider.base_url).netloc)
         self._translator = factory(self._api, Backend(provider.name, provider.kind,
                                                       provider.base_url, model, provider.options))
         if headers.end_of_stream:
@@ -129,7 +127,7 @@ class Attempt:
         sent = raw if result.body is None else result.body
         headers = {
             ":path": result.path,
-            ":authority": self._authority,
+            ":authority": self._provider.authority,
             "content-length": str(len(sent)),
             "content-type": "application/json",
             **result.headers,
@@ -171,8 +169,8 @@ class Attempt:
     def _served_by(self) -> dict[str, str]:
         if self._provider is None:
             return {}
-        return {"x-switchboard-provider": self._provider.name,
-                "x-switchboard-model": self._request_headers.get(TARGET_MODEL_HEADER, "")}
+        return {RESPONSE_PROVIDER_HEADER: self._provider.name,
+                RESPONSE_MODEL_HEADER: self._request_headers.get(TARGET_MODEL_HEADER, "")}
 
     def _error(self, status: int, message: str) -> ep.ProcessingResponse:
         self.outcome = f"refused {status}"

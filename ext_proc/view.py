@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from urllib.parse import urlsplit
 
 import structlog
 
+from ext_proc.contract import MOCK_AUTHORITY
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
 from protos.switchboard.v1 import processor_pb2
 
@@ -23,6 +26,11 @@ class ProviderView:
     options: Mapping[str, str] = field(default_factory=dict)
     # Why the credential is missing, for the operator's log; never sent to clients.
     credential_error: str = ""
+
+    @cached_property
+    def authority(self) -> str:
+        """The Host of this provider's requests, worked out once per policy version."""
+        return MOCK_AUTHORITY if self.kind == "mock" else urlsplit(self.base_url).netloc
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from google.protobuf import message
 
 from control_plane.xds.resources import CLUSTER, LISTENER, PUSH_ORDER, ROUTE
@@ -57,10 +60,6 @@ class Snapshot:
 
 
 def _route_config_names(listener: message.Message) -> list[str]:
-    from envoy.extensions.filters.network.http_connection_manager.v3 import (
-        http_connection_manager_pb2 as hcm_pb2,
-    )
-
     names = []
     for chain in listener.filter_chains:  # type: ignore[attr-defined]
         for network_filter in chain.filters:

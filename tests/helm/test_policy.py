@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from chart_render import CHART, find, scenario_manifests, scenario_values
 
+from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.policy import load_documents
 
 
@@ -30,7 +31,8 @@ def test_rendered_configmap_carries_the_policy_files_verbatim(scenario: str) -> 
 
 @pytest.mark.parametrize("scenario", ["default", "replicated"])
 def test_rendered_policy_passes_switchboard_validate(scenario: str) -> None:
-    load_documents(_policy_configmap(scenario)["data"])
+    # What `switchboard validate` runs: load, validate, and compile.
+    compile_policy(load_documents(_policy_configmap(scenario)["data"]), GatewaySettings())
 
 
 def test_existing_configmap_is_not_rendered() -> None:
