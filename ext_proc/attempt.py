@@ -6,23 +6,34 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 import structlog
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from ext_proc.access import Caller
 from ext_proc.contract import (
+    ATTEMPT_COUNT_HEADER,
     CLIENT_API_HEADER,
+    COST_HEADER,
     INTERNAL_HEADER_PREFIX,
+    KEY_ID_HEADER,
     PROVIDER_HEADER,
+    REQUESTED_MODEL_HEADER,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
     TARGET_MODEL_HEADER,
+    TEAM_HEADER,
     ClientApi,
 )
 from ext_proc.credentials import CREDENTIAL_HEADERS, credential_headers
+from ext_proc.meter import estimated_usage, format_usd, price, token_usage
+from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
 from ext_proc.translators.base import (
     Backend,
@@ -30,6 +41,7 @@ from ext_proc.translators.base import (
     LocalReply,
     TranslationError,
     Translator,
+    Usage,
 )
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView, ProviderView
@@ -51,12 +63,23 @@ class AttemptError(Exception):
 class Attempt:
     def __init__(self, view: Callable[[], ProcessorView]) -> None:
         self._view = view
+        self.view = ProcessorView.empty()  # the policy version this attempt was served under
         self._api = ClientApi.OPENAI_CHAT
         self._provider: ProviderView | None = None
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
         self._response_mode: BodyMode = "none"
         self.outcome = ""
+        # Metering: what was sent, what came back, when.
+        self._started_at = datetime.now(UTC)
+        self._started = time.monotonic()
+        self._request_body = b""
+        self._sent = False
+        self._status = 0
+        self._first_byte: float | None = None
+        self._usage: Usage | None = None
+        self._events = 0
+        self._finished = False
 
     def summary(self) -> dict[str, str]:
         """The fields of this attempt's log line."""
@@ -87,7 +110,7 @@ class Attempt:
         except ValueError:
             raise AttemptError(500, "the route names no client API") from None
         provider_name = self._request_headers.get(PROVIDER_HEADER, "")
-        view = self._view()
+        self.view = view = self._view()
         self._provider = provider = view.providers.get(provider_name)
         if provider is None:
             raise AttemptError(503, f"provider {provider_name!r} is not in this worker's policy "
@@ -120,10 +143,14 @@ class Attempt:
         if not isinstance(body, dict):
             raise AttemptError(400, "The request body must be a JSON object.")
         result = self._translator.request(body, raw)
+        self._request_body, self._sent = raw, True
         if isinstance(result, LocalReply):
             self.outcome = f"local {result.status}"
+            self._status, self._usage, self._finished = result.status, result.usage, True
+            self._first_byte = time.monotonic()
             return immediate(result.status, result.body,
-                             {**result.headers, **self._served_by()}, "switchboard_local")
+                             {**result.headers, **self._served_by(), **self._cost_header()},
+                             "switchboard_local")
         sent = raw if result.body is None else result.body
         headers = {
             ":path": result.path,
@@ -145,9 +172,14 @@ class Attempt:
         response_headers = header_map(headers)
         status = int(response_headers.get(":status", "0") or 0)
         self.outcome = str(status)
+        self._status = status
         mode: BodyMode = self._translator.response_body_mode(status, response_headers)
         self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        if mode == "streamed":
+            # A streamed body may be rewritten chunk by chunk: its length is not known ahead.
+            reply.response_headers.response.header_mutation.CopyFrom(
+                header_mutation({}, ["content-length"]))
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
         return reply
@@ -155,16 +187,74 @@ class Attempt:
     def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         assert self._translator is not None
         common = ep.CommonResponse()
+        if self._first_byte is None:
+            self._first_byte = time.monotonic()
         if self._response_mode == "streamed":
             translated = self._translator.response_chunk(body.body, body.end_of_stream)
+            self._events += body.body.count(b"data:")
+            self._usage = translated.usage or self._usage
+            self._finished = body.end_of_stream
         else:
             translated = self._translator.response_body(body.body)
+            self._usage, self._finished = translated.usage, True
+            set_headers = self._cost_header()
             if translated.body is not None:  # the length changed with the body
-                common.header_mutation.CopyFrom(header_mutation(
-                    {"content-length": str(len(translated.body))}))
+                set_headers["content-length"] = str(len(translated.body))
+            if set_headers:
+                common.header_mutation.CopyFrom(header_mutation(set_headers))
         if translated.body is not None:
             common.body_mutation.body = translated.body
         return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))
+
+    def _cost_header(self) -> dict[str, str]:
+        cost = self._cost(self._metered_usage())
+        return {COST_HEADER: format_usd(cost)} if cost is not None else {}
+
+    def _cost(self, usage: TokenUsage) -> Decimal | None:
+        if self._provider is None:
+            return None
+        model = self._request_headers.get(TARGET_MODEL_HEADER, "")
+        return price(self.view, self._provider, model, usage, self._started_at)
+
+    def _metered_usage(self) -> TokenUsage:
+        if self._usage is not None:
+            return token_usage(self._usage)
+        if 200 <= self._status < 300 and not self._finished:
+            return estimated_usage(self._request_body, self._events)  # a stream cut short
+        return TokenUsage()
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self._request_headers.get(TEAM_HEADER, ""),
+                      self._request_headers.get(KEY_ID_HEADER, ""))
+
+    def usage_record(self, cancelled: bool) -> UsageRecord | None:
+        """The record of this attempt, or None if it never reached a provider."""
+        if not self._sent or self._provider is None:
+            return None
+        usage = self._metered_usage()
+        if self._status == 0:
+            outcome = Outcome.NO_RESPONSE
+        elif cancelled and not self._finished:
+            outcome = Outcome.CLIENT_DISCONNECT
+        elif 200 <= self._status < 300:
+            outcome = Outcome.OK
+        else:
+            outcome = Outcome.UPSTREAM_ERROR
+        attempt = self._request_headers.get(ATTEMPT_COUNT_HEADER, "1")
+        headers = self._request_headers
+        return UsageRecord(
+            time=self._started_at, request_id=headers.get("x-request-id", ""),
+            team=headers.get(TEAM_HEADER, ""), key_id=headers.get(KEY_ID_HEADER, ""),
+            requested_model=headers.get(REQUESTED_MODEL_HEADER, ""),
+            provider=self._provider.name, provider_model=headers.get(TARGET_MODEL_HEADER, ""),
+            usage=usage, cost_usd=self._cost(usage),
+            status=self._status, outcome=outcome,
+            latency_s=time.monotonic() - self._started,
+            ttft_s=(self._first_byte - self._started
+                    if self._first_byte is not None and self._response_mode == "streamed"
+                    else None),
+            attempt=int(attempt) if attempt.isdigit() else 1)
 
     def _served_by(self) -> dict[str, str]:
         if self._provider is None:

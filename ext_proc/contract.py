@@ -17,9 +17,26 @@ PROVIDER_HEADER = "x-switchboard-provider"
 TARGET_MODEL_HEADER = "x-switchboard-target-model"
 CLIENT_API_HEADER = "x-switchboard-api"
 
+# Set once per request by the router-level worker call, read by every attempt.
+TEAM_HEADER = "x-switchboard-team"
+KEY_ID_HEADER = "x-switchboard-key-id"
+BUDGET_WARNING_HEADER = "x-switchboard-budget-warning"
+# Set per attempt from the request's metadata: the model the client asked for.
+REQUESTED_MODEL_HEADER = "x-switchboard-requested-model"
+# Envoy's count of this request's attempts (virtual host include_request_attempt_count).
+ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"
+
+# gRPC metadata naming which of the two ext_proc call sites opened a stream.
+SITE_METADATA_KEY = "x-switchboard-site"
+ROUTER_SITE = "router"
+UPSTREAM_SITE = "upstream"
+# Dynamic metadata the router-level call writes: the reservation to release at the end.
+RESERVATION_METADATA_KEY = "reservation"
+
 # Returned to the client.
 RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"
 RESPONSE_MODEL_HEADER = "x-switchboard-model"
+COST_HEADER = "x-switchboard-cost-usd"
 
 PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
 PROCESSOR_RESOURCE_NAME = "processor"
@@ -42,6 +59,11 @@ class ClientApi(StrEnum):
     @property
     def error_style(self) -> str:
         return "anthropic" if self is ClientApi.ANTHROPIC_MESSAGES else "openai"
+
+
+def client_api_for_path(path: str) -> ClientApi | None:
+    bare = path.partition("?")[0]
+    return next((api for api, api_path in _PATHS.items() if bare == api_path), None)
 
 
 _PATHS = {

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from ext_proc.access import AccessView, build_access
 from ext_proc.contract import MOCK_AUTHORITY
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
 from protos.switchboard.v1 import processor_pb2
@@ -26,6 +27,8 @@ class ProviderView:
     options: Mapping[str, str] = field(default_factory=dict)
     # Why the credential is missing, for the operator's log; never sent to clients.
     credential_error: str = ""
+    # Public list prices apply (not a self-hosted server that merely speaks this schema).
+    list_prices: bool = False
 
     @cached_property
     def authority(self) -> str:
@@ -34,9 +37,27 @@ class ProviderView:
 
 
 @dataclass(frozen=True)
+class TargetView:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class StateView:
+    """Where the ledger lives: backend "sqlite" (path, empty = default file) or "redis"."""
+
+    backend: str = "sqlite"
+    path: str = ""
+    url_ref: str = ""
+
+
+@dataclass(frozen=True)
 class ProcessorView:
     version: str
     providers: Mapping[str, ProviderView]
+    models: Mapping[str, tuple[TargetView, ...]] = field(default_factory=dict)
+    access: AccessView = field(default_factory=AccessView)
+    state: StateView = field(default_factory=StateView)
 
     @classmethod
     def empty(cls) -> ProcessorView:
@@ -56,5 +77,10 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
                 error = f"{provider.api_key_ref}: {exc}"
                 log.error("provider credential unavailable", provider=name, reason=error)
         providers[name] = ProviderView(name, provider.kind, provider.base_url, secret,
-                                       dict(provider.options), error)
-    return ProcessorView(version, providers)
+                                       dict(provider.options), error, provider.list_prices)
+    models = {name: tuple(TargetView(t.provider, t.model) for t in model.targets)
+              for name, model in config.models.items()}
+    state = StateView(config.state.backend or "sqlite", config.state.path, config.state.url_ref)
+    # Building the price table loads genai-prices' data: off the event loop.
+    access = await asyncio.to_thread(build_access, config)
+    return ProcessorView(version, providers, models, access, state)

@@ -10,10 +10,15 @@ import signal
 
 import grpc
 import structlog
+from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from control_plane.logs import configure_logging
 from ext_proc.config_client import ConfigClient
+from ext_proc.gate import Gate
+from ext_proc.ledgers import Ledgers, default_state_dir
+from ext_proc.meter import Meter
+from ext_proc.release import ReservationReleaser
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.server import Processor
 
@@ -24,8 +29,11 @@ FIRST_POLICY_WAIT_S = 30.0
 GRACE_S = 5.0
 
 
-async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: str) -> None:
+async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: str,
+                state_dir: str) -> None:
     config = ConfigClient(xds_address, node_id, secrets_dir)
+    ledgers = Ledgers(state_dir, secrets_dir)
+    meter = Meter(ledgers)
     config_task = asyncio.create_task(config.run())
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(config.ready.wait(), FIRST_POLICY_WAIT_S)
@@ -34,7 +42,10 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.so_reuseport", 0),
     ])
-    ep_grpc.add_ExternalProcessorServicer_to_server(Processor(config), server)
+    ep_grpc.add_ExternalProcessorServicer_to_server(
+        Processor(config, Gate(lambda: config.view, ledgers), meter), server)
+    als_grpc.add_AccessLogServiceServicer_to_server(
+        ReservationReleaser(lambda: config.view, ledgers), server)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")
@@ -46,6 +57,8 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(GRACE_S)
+    await meter.drain()
+    await ledgers.close()
     config_task.cancel()
 
 
@@ -55,11 +68,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xds-address", required=True)
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--secrets-dir", default=DEFAULT_SECRETS_DIR)
+    parser.add_argument("--state-dir", default=default_state_dir(),
+                        help="Where the SQLite ledger lives unless the policy names a file.")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     structlog.contextvars.bind_contextvars(worker=args.node_id)
-    asyncio.run(serve(args.socket, args.xds_address, args.node_id, args.secrets_dir))
+    asyncio.run(serve(args.socket, args.xds_address, args.node_id, args.secrets_dir,
+                      args.state_dir))
 
 
 if __name__ == "__main__":

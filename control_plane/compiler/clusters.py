@@ -12,12 +12,16 @@ from control_plane.policy import Policy
 from control_plane.policy.models import MockProvider, ModelRoute, Provider
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
+    BUDGET_WARNING_HEADER,
     CLIENT_API_HEADER,
     METADATA_NAMESPACE,
     PROVIDER_HEADER,
+    REQUESTED_MODEL_HEADER,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
+    SITE_METADATA_KEY,
     TARGET_MODEL_HEADER,
+    UPSTREAM_SITE,
 )
 
 TLS_MATCH_KEY = "envoy.transport_socket_match"
@@ -145,15 +149,21 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
             header(PROVIDER_HEADER, upstream("provider")),
             header(TARGET_MODEL_HEADER, upstream("model")),
             header(CLIENT_API_HEADER, f"%METADATA(ROUTE:{METADATA_NAMESPACE}:api)%"),
+            header(REQUESTED_MODEL_HEADER, f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%"),
         ],
         "response_mutations": [
             header(RESPONSE_PROVIDER_HEADER, upstream("provider")),
             header(RESPONSE_MODEL_HEADER, upstream("model")),
+            # Empty (so not added) unless the router-level call found a warn budget exceeded.
+            header(BUDGET_WARNING_HEADER, f"%REQ({BUDGET_WARNING_HEADER})%"),
         ],
     }}
     ext_proc = {
         # A worker that is restarting refuses the stream: open it on another worker.
-        "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER}, "retry_policy": {
+        "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER},
+                         "initial_metadata": [{"key": SITE_METADATA_KEY,
+                                               "value": UPSTREAM_SITE}],
+                         "retry_policy": {
             "num_retries": 2, "retry_on": "connect-failure,refused-stream,unavailable",
             "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"}}},
         "failure_mode_allow": False,

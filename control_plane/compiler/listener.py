@@ -5,10 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.compiler.local_reply import local_reply_config
-from control_plane.compiler.settings import LISTENER_NAME, ROUTE_CONFIG_NAME, GatewaySettings
+from control_plane.compiler.settings import (
+    EXT_PROC_CLUSTER,
+    LISTENER_NAME,
+    ROUTE_CONFIG_NAME,
+    GatewaySettings,
+)
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
-from ext_proc.contract import INTERNAL_HEADER_PREFIX, METADATA_NAMESPACE
+from ext_proc.contract import (
+    INTERNAL_HEADER_PREFIX,
+    METADATA_NAMESPACE,
+    RESERVATION_METADATA_KEY,
+    ROUTER_SITE,
+    SITE_METADATA_KEY,
+)
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
@@ -20,9 +31,9 @@ def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
         "use_remote_address": True,
         "rds": {"route_config_name": ROUTE_CONFIG_NAME,
                 "config_source": {"ads": {}, "resource_api_version": "V3"}},
-        "http_filters": http_filters(policy),
+        "http_filters": http_filters(policy, settings),
         "local_reply_config": local_reply_config(),
-        "access_log": [access_log()],
+        "access_log": [access_log(), *([reservation_log()] if admits(policy) else [])],
         # LLM answers are slow; the route's timeout bounds a request, not these.
         "stream_idle_timeout": "600s",
         "request_headers_timeout": "30s",
@@ -56,7 +67,56 @@ def access_log() -> dict[str, Any]:
         {"log_format": {"json_format": fields}})}
 
 
-def http_filters(policy: Policy) -> list[dict[str, Any]]:
+def admits(policy: Policy) -> bool:
+    """Whether requests pass the router-level worker call: only when there is something to
+    check (keys, budgets, rate limits), so an open gateway pays nothing for it."""
+    return bool(policy.teams or policy.budgets)
+
+
+def reservation_log() -> dict[str, Any]:
+    """Envoy's record of each finished request that holds a reservation, streamed in batches
+    to the workers, which release the reservation: the one signal that a request is over,
+    whatever its outcome (served, failed over, refused upstream, client gone)."""
+    return {
+        "name": "envoy.access_loggers.http_grpc",
+        "filter": {"metadata_filter": {"matcher": {
+            "filter": METADATA_NAMESPACE, "path": [{"key": RESERVATION_METADATA_KEY}],
+            "value": {"present_match": True}}}},
+        "typed_config": any_of(
+            "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            {"common_config": {
+                "log_name": "switchboard_reservations",
+                "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER}},
+                "transport_api_version": "V3",
+                "buffer_flush_interval": "0.1s",
+            }}),
+    }
+
+
+def router_ext_proc(settings: GatewaySettings) -> dict[str, Any]:
+    """Admission: headers only; the model and max tokens come as metadata from the body."""
+    return _filter("envoy.filters.http.ext_proc",
+                   "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", {
+        "grpc_service": {
+            "envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER},
+            "initial_metadata": [{"key": SITE_METADATA_KEY, "value": ROUTER_SITE}],
+            "retry_policy": {
+                "num_retries": 2, "retry_on": "connect-failure,refused-stream,unavailable",
+                "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"}}},
+        "failure_mode_allow": False,
+        "processing_mode": {
+            "request_header_mode": "SEND", "response_header_mode": "SKIP",
+            "request_body_mode": "NONE", "response_body_mode": "NONE",
+            "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
+        "metadata_options": {
+            "forwarding_namespaces": {"untyped": [METADATA_NAMESPACE]},
+            "receiving_namespaces": {"untyped": [METADATA_NAMESPACE]}},
+        "message_timeout": f"{settings.ext_proc_message_timeout_s:.3f}s",
+    })
+
+
+def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, Any]]:
+    admission = [router_ext_proc(settings)] if admits(policy) else []
     return [
         # Before anything reads them: a client must never set our internal headers.
         _filter("envoy.filters.http.header_mutation",
@@ -70,9 +130,11 @@ def http_filters(policy: Policy) -> list[dict[str, Any]]:
         _filter("envoy.filters.http.json_to_metadata",
                 "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
                 {"request_rules": {
-                    "rules": [_model_rule()],
+                    "rules": [_model_rule(), _number_rule("max_tokens"),
+                              _number_rule("max_completion_tokens")],
                     "allow_content_types_regex": {"regex": ".*"},
                     "allow_empty_content_type": True}}),
+        *admission,
         _filter("envoy.filters.http.router",
                 "envoy.extensions.filters.http.router.v3.Router", {}),
     ]
@@ -90,6 +152,12 @@ def _model_rule() -> dict[str, Any]:
         "on_missing": fixed("body_error", "missing_model"),
         "on_error": fixed("body_error", "invalid_json"),
     }
+
+
+def _number_rule(key: str) -> dict[str, Any]:
+    return {"selectors": [{"key": key}],
+            "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": key,
+                           "type": "NUMBER"}}
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:

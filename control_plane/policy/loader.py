@@ -14,9 +14,9 @@ import yaml
 from pydantic import ValidationError
 
 from control_plane.policy.errors import PolicyError, PolicyIssue
-from control_plane.policy.models import Loc, Policy, reference_issues
+from control_plane.policy.models import Loc, Policy, access_issues, reference_issues
 
-MERGED_SECTIONS = ("providers", "models")
+MERGED_SECTIONS = ("providers", "models", "teams", "budgets", "prices")
 SINGLE_SECTIONS = ("defaults", "gateway")
 _SUFFIXES = (".yaml", ".yml")
 
@@ -153,7 +153,8 @@ def _validate(merged: dict[str, Any], sources: _Sources) -> Policy:
     except ValidationError as exc:
         raise PolicyError([_issue(merged, tuple(e["loc"]), e["msg"], sources)
                            for e in exc.errors()]) from None
-    problems = [_issue(merged, loc, message, sources) for loc, message in reference_issues(policy)]
+    issues = (*reference_issues(policy), *access_issues(policy))
+    problems = [_issue(merged, loc, message, sources) for loc, message in issues]
     if problems:
         raise PolicyError(problems)
     return policy

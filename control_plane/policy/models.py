@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -119,18 +121,104 @@ class Gateway(Strict):
     max_request_bytes: ByteSize = 16 * 1024 * 1024
 
 
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _check_key_hash(value: str) -> str:
+    if not _KEY_HASH.match(value):
+        raise ValueError("a gateway key is listed by its hash, sha256:<64 hex digits> "
+                         "(`switchboard keys create --team T` prints it), never the key itself")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Paris)") from None
+    return value
+
+
+KeyHash = Annotated[str, AfterValidator(_check_key_hash)]
+TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+Usd = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class Downgrade(Strict):
+    downgrade: str = Field(description="The model that serves requests once the budget is spent.")
+
+
+class Budget(Strict):
+    """A spending limit in USD over a calendar period, for the requests its `match` selects."""
+
+    limit_usd: Usd
+    period: Literal["day", "week", "month"]
+    timezone: TimeZone = "UTC"
+    on_exceed: Literal["block", "warn"] | Downgrade = "block"
+
+
+class BudgetMatch(Strict):
+    """Which requests a budget counts; every field given must match, none given = all."""
+
+    team: str | None = None
+    key: KeyHash | None = None
+    model: str | None = None
+    provider: str | None = None
+
+
+class OrgBudget(Budget):
+    match: BudgetMatch = Field(default_factory=BudgetMatch)
+
+
+class RateLimit(Strict):
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class Team(Strict):
+    keys: list[KeyHash] = Field(default_factory=list)
+    models: list[str] | None = Field(
+        default=None, description="Models the team may use; omitted means every model.")
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = Field(default=None, description="For the whole team.")
+    key_rate_limit: RateLimit | None = Field(default=None, description="For each of its keys.")
+
+
+class Price(Strict):
+    """USD per million tokens; cache prices default to the input price."""
+
+    input_per_mtok: Usd
+    output_per_mtok: Usd
+    cached_read_per_mtok: Usd | None = None
+    cache_write_per_mtok: Usd | None = None
+
+
+class State(Strict):
+    """Where budgets, rate limits and usage records live."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: str | None = Field(
+        default=None, description="SQLite file; default: ledger.sqlite in the state directory.")
+    url: SecretRef | None = Field(
+        default=None, description="Reference to the Redis URL (it may carry a password).")
+
+
 class Policy(Strict):
     providers: dict[str, Provider] = Field(default_factory=dict)
     models: dict[str, ModelRoute] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     gateway: Gateway = Field(default_factory=Gateway)
+    teams: dict[str, Team] = Field(default_factory=dict)
+    budgets: dict[str, OrgBudget] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    state: State = Field(default_factory=State)
 
-    @field_validator("providers")
+    @field_validator("providers", "teams", "budgets")
     @classmethod
-    def _provider_names(cls, value: dict[str, Provider]) -> dict[str, Provider]:
+    def _names(cls, value: dict[str, object]) -> dict[str, object]:
         for name in value:
             if not _NAME.match(name):
-                raise ValueError(f"provider name {name!r} must match {_NAME.pattern}")
+                raise ValueError(f"name {name!r} must match {_NAME.pattern}")
         return value
 
     @field_validator("models")
@@ -157,3 +245,43 @@ def reference_issues(policy: Policy) -> Iterator[tuple[Loc, str]]:
                     ("models", model_name, "targets", index, "model"),
                     f"model name {target.model!r} must match {_MODEL_NAME.pattern}",
                 )
+
+
+def access_issues(policy: Policy) -> Iterator[tuple[Loc, str]]:
+    """Teams, budgets, prices and state that name something undefined or contradict."""
+    models = set(policy.models)
+    owner: dict[str, str] = {}
+    for team_name, team in policy.teams.items():
+        for index, model in enumerate(team.models or ()):
+            if model not in models:
+                yield ("teams", team_name, "models", index), f"unknown model {model!r}"
+        for index, key in enumerate(team.keys):
+            if key in owner:
+                yield (("teams", team_name, "keys", index),
+                       f"this key already belongs to team {owner[key]!r}")
+            owner.setdefault(key, team_name)
+        if team.budget is not None:
+            yield from _downgrade_issues(("teams", team_name, "budget"), team.budget, models)
+    for name, budget in policy.budgets.items():
+        loc: Loc = ("budgets", name)
+        yield from _downgrade_issues(loc, budget, models)
+        match = budget.match
+        if match.team is not None and match.team not in policy.teams:
+            yield (*loc, "match", "team"), f"unknown team {match.team!r}"
+        if match.model is not None and match.model not in models:
+            yield (*loc, "match", "model"), f"unknown model {match.model!r}"
+        if match.provider is not None and match.provider not in policy.providers:
+            yield (*loc, "match", "provider"), f"unknown provider {match.provider!r}"
+    for key in policy.prices:
+        provider, _, model = key.partition("/")
+        if provider not in policy.providers or not model:
+            yield ("prices", key), ("expected PROVIDER/MODEL or PROVIDER/* with a provider "
+                                    f"defined in providers, got {key!r}")
+    if policy.state.backend == "redis" and policy.state.url is None:
+        yield ("state", "url"), "the redis backend needs url: a reference to the Redis URL"
+
+
+def _downgrade_issues(loc: Loc, budget: Budget, models: set[str]) -> Iterator[tuple[Loc, str]]:
+    if isinstance(budget.on_exceed, Downgrade) and budget.on_exceed.downgrade not in models:
+        yield ((*loc, "on_exceed", "downgrade"),
+               f"unknown model {budget.on_exceed.downgrade!r}")

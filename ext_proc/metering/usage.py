@@ -63,6 +63,8 @@ class Outcome(enum.StrEnum):
     TIMEOUT = "timeout"
     CONNECT_FAILURE = "connect_failure"
     CLIENT_DISCONNECT = "client_disconnect"
+    # Envoy gave up on the attempt before any response: connect failure, reset or timeout.
+    NO_RESPONSE = "no_response"
 
 
 @dataclass(frozen=True, slots=True)

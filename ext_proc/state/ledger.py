@@ -26,6 +26,7 @@ from ext_proc.state.model import (
     BudgetRule,
     BudgetStatus,
     GroupBy,
+    RateLimitRule,
     ReservationRequest,
     UsageRow,
 )
@@ -69,7 +70,16 @@ class Ledger(Protocol):
         """Expire overdue reservations now (``reserve`` also does this as it goes)."""
         ...
 
-    async def record_usage(self, record: UsageRecord) -> None: ...
+    async def record_usage(
+        self,
+        record: UsageRecord,
+        budgets: tuple[BudgetRule, ...] = (),
+        rate_limits: tuple[RateLimitRule, ...] = (),
+    ) -> None:
+        """Store the attempt's record and, in the same atomic step, add its cost to
+        ``budgets`` and its tokens to the tokens-per-minute ``rate_limits`` (never refused:
+        the attempt has happened). An unpriced attempt adds $0 and is counted as unpriced."""
+        ...
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         """Attempts since ``since`` grouped by ``by``, most expensive first."""

@@ -17,6 +17,7 @@ from ext_proc.state.model import (
     Denial,
     LimitKind,
     OnExceed,
+    RateLimitRule,
     ReservationRequest,
     micros_to_usd,
     usd_to_micros_ceil,
@@ -118,6 +119,20 @@ def plan_charges(request: ReservationRequest, now: datetime) -> ChargePlan:
             )
             subjects.append(_Subject(kind, limit.scope, limit.scope, end, OnExceed.BLOCK, None))
     return ChargePlan(tuple(charges), tuple(subjects))
+
+
+def spend_charges(
+    budgets: tuple[BudgetRule, ...],
+    rate_limits: tuple[RateLimitRule, ...],
+    cost_usd: Decimal,
+    tokens: int,
+    now: datetime,
+) -> tuple[Charge, ...]:
+    """What an attempt actually spent, added to its budgets and tokens-per-minute counters.
+
+    Request counts are left out: the admission already counted the request."""
+    request = ReservationRequest("", cost_usd, tokens, budgets, rate_limits)
+    return tuple(c for c in plan_charges(request, now).charges if c.unit is not Unit.REQUESTS)
 
 
 def is_over(charge: Charge, used: int) -> bool:

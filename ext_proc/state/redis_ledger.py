@@ -27,6 +27,7 @@ from ext_proc.state.model import (
     BudgetRule,
     BudgetStatus,
     GroupBy,
+    RateLimitRule,
     ReservationRequest,
     UsageRow,
     micros_to_usd,
@@ -35,8 +36,14 @@ from ext_proc.state.model import (
     usd_to_nanos,
 )
 from ext_proc.state.periods import Clock, budget_window, system_clock
-from ext_proc.state.plan import budget_counter_key, build_admission, plan_charges, to_ms
-from ext_proc.state.redis_scripts import FINISH, RESERVE, SWEEP
+from ext_proc.state.plan import (
+    budget_counter_key,
+    build_admission,
+    plan_charges,
+    spend_charges,
+    to_ms,
+)
+from ext_proc.state.redis_scripts import FINISH, RECORD, RESERVE, SWEEP
 
 DEFAULT_PREFIX = "switchboard:{ledger}:"
 DEFAULT_MAX_RECORDS = 1_000_000  # approximate stream cap (XADD MAXLEN ~)
@@ -121,6 +128,7 @@ class RedisLedger:
         self._reserve = client.register_script(RESERVE)
         self._finish = client.register_script(FINISH)
         self._sweep = client.register_script(SWEEP)
+        self._record = client.register_script(RECORD)
 
     @classmethod
     def from_url(
@@ -222,16 +230,23 @@ class RedisLedger:
             rule, micros_to_usd(int(settled or 0)), micros_to_usd(int(reserved or 0)), start, end
         )
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        try:
-            await self._redis.xadd(
-                self._key("usage"),
-                cast("dict[Any, Any]", encode_record(record)),
-                maxlen=self._max_records,
-                approximate=True,
-            )
-        except RedisError as exc:
-            raise LedgerError(f"redis ledger: {exc}") from exc
+    async def record_usage(
+        self,
+        record: UsageRecord,
+        budgets: tuple[BudgetRule, ...] = (),
+        rate_limits: tuple[RateLimitRule, ...] = (),
+    ) -> None:
+        now_ms = to_ms(self._clock())
+        charges = spend_charges(budgets, rate_limits, record.cost_usd or Decimal(0),
+                                record.usage.total, self._clock())
+        keys = [self._key("usage"), self._key("u:", f"{record.request_id}:{record.attempt}")]
+        keys += [self._key("c:", c.key) for c in charges]
+        args: list[str | int] = [self._max_records, self._tomb_ttl_ms, len(charges)]
+        for c in charges:
+            args += [c.amount, max(c.expires_at_ms - now_ms, 1000)]
+        for name, value in encode_record(record).items():
+            args += [name, value]
+        await self._call(self._record, keys, args)
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         since_ms = to_ms(since)

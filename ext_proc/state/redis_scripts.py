@@ -7,6 +7,7 @@ key lives in one slot and the scripts may touch keys they compute (reservations 
 - ``<p>r:<id>``        hash {state: active|expired, charges: JSON [[counter, amount, unit, exp]]}
 - ``<p>rexp``          sorted set of active reservation ids by expiry (clock ms)
 - ``<p>usage``         stream of usage records
+- ``<p>u:<id>:<n>``    marks attempt n of request id as charged (a retried write charges once)
 
 Times come from the caller's clock (ARGV), not Redis' TIME, so tests can move time and all
 replicas agree with the windows they computed.
@@ -109,3 +110,22 @@ SWEEP = (
 return sweep(ARGV[1], KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 )
+
+# KEYS: usage stream, charged marker, counter keys...
+# ARGV: maxlen, marker_ttl_ms, n, then per charge: amount, counter_ttl_ms; then the record's
+#       fields as name, value pairs.
+# Appends the record; the first time this attempt is written, adds its spend to the counters.
+RECORD = """
+local n = tonumber(ARGV[3])
+local fields = {}
+for i = 4 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  for i = 1, n do
+    local ckey = KEYS[2 + i]
+    redis.call('HINCRBY', ckey, 's', ARGV[2 + 2 * i])
+    if redis.call('PTTL', ckey) == -1 then redis.call('PEXPIRE', ckey, ARGV[3 + 2 * i]) end
+  end
+end
+return 1
+"""

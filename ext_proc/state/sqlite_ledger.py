@@ -31,6 +31,7 @@ from ext_proc.state.model import (
     BudgetRule,
     BudgetStatus,
     GroupBy,
+    RateLimitRule,
     ReservationRequest,
     UsageRow,
     micros_to_usd,
@@ -45,6 +46,7 @@ from ext_proc.state.plan import (
     budget_counter_key,
     build_admission,
     plan_charges,
+    spend_charges,
     to_ms,
 )
 from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA
@@ -285,7 +287,14 @@ class SqliteLedger:
 
     # -- usage records ----------------------------------------------------------------------
 
-    async def record_usage(self, record: UsageRecord) -> None:
+    async def record_usage(
+        self,
+        record: UsageRecord,
+        budgets: tuple[BudgetRule, ...] = (),
+        rate_limits: tuple[RateLimitRule, ...] = (),
+    ) -> None:
+        charges = spend_charges(budgets, rate_limits, record.cost_usd or Decimal(0),
+                                record.usage.total, self._clock())
         u = record.usage
         values = (
             to_ms(record.time),
@@ -312,7 +321,18 @@ class SqliteLedger:
 
         def write(conn: sqlite3.Connection) -> None:
             # A record written twice (a retried write) replaces itself instead of double counting.
+            replaced = conn.execute(
+                "SELECT 1 FROM usage WHERE request_id = ? AND attempt = ?",
+                (record.request_id, record.attempt)).fetchone()
             conn.execute(f"INSERT OR REPLACE INTO usage VALUES ({placeholders})", values)
+            if replaced:
+                return
+            for charge in charges:
+                conn.execute(
+                    "INSERT INTO counters (key, settled, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET settled = settled + excluded.settled",
+                    (charge.key, charge.amount, charge.expires_at_ms),
+                )
 
         await self._run(self._tx, write)
 

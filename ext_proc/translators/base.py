@@ -35,15 +35,6 @@ class UpstreamRequest:
 
 
 @dataclass(frozen=True)
-class LocalReply:
-    """An answer produced without calling any provider (the mock backend)."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Usage:
     """Token counts as the backend reported them. input_tokens excludes cache reads/writes."""
 
@@ -52,6 +43,16 @@ class Usage:
     cached_input_tokens: int = 0
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """An answer produced without calling any provider (the mock backend)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from ext_proc.translators.base import (
     LocalReply,
     Translated,
     TranslationError,
+    Usage,
 )
+from ext_proc.translators.common import usage_from_anthropic, usage_from_openai
 
 JSON = {"content-type": "application/json"}
 SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -77,13 +79,13 @@ def _chat(body: dict[str, Any], model: str) -> LocalReply:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         events = _chat_chunks(completion_id, created, model, reply, usage, include_usage)
-        return LocalReply(200, b"".join(events), SSE)
+        return LocalReply(200, b"".join(events), SSE, usage_from_openai(usage))
     return LocalReply(200, orjson.dumps({
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
                      "logprobs": None, "finish_reason": "stop"}],
         "usage": usage,
-    }), JSON)
+    }), JSON, usage_from_openai(usage))
 
 
 def _chat_chunks(completion_id: str, created: int, model: str, reply: str,
@@ -118,9 +120,10 @@ def _messages(body: dict[str, Any], model: str) -> LocalReply:
                "type": "message", "role": "assistant", "model": model,
                "content": [{"type": "text", "text": reply}], "stop_reason": "end_turn",
                "stop_sequence": None, "usage": usage}
+    counted = usage_from_anthropic(usage)
     if body.get("stream") is not True:
-        return LocalReply(200, orjson.dumps(message), JSON)
-    return LocalReply(200, b"".join(_message_events(message, reply, usage)), SSE)
+        return LocalReply(200, orjson.dumps(message), JSON, counted)
+    return LocalReply(200, b"".join(_message_events(message, reply, usage)), SSE, counted)
 
 
 def _message_events(message: dict[str, Any], reply: str,
@@ -159,7 +162,7 @@ def _embeddings(body: dict[str, Any], model: str) -> LocalReply:
     return LocalReply(200, orjson.dumps({
         "object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }), JSON)
+    }), JSON, Usage(input_tokens=tokens))
 
 
 def _vector(text: str, dimensions: int) -> list[float]:

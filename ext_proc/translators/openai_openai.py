@@ -1,4 +1,9 @@
-"""OpenAI-schema clients to OpenAI-compatible servers: the path and the model name change."""
+"""OpenAI-schema clients to OpenAI-compatible servers: the path and the model name change.
+
+Bodies pass through; they are read to learn the usage. A stream reports no usage unless asked
+(`stream_options.include_usage`), so the gateway asks, and removes the extra usage chunk again
+when the client did not ask for it itself.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,67 @@ from typing import Any
 import orjson
 
 from ext_proc.contract import ClientApi
-from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest
+from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest, Usage
+from ext_proc.translators.common import is_event_stream, is_success, usage_from_openai
 from ext_proc.translators.paths import join_path
+from ext_proc.translators.sse import SseParser, encode, json_data
 
 _SUFFIX = {ClientApi.OPENAI_CHAT: "/chat/completions", ClientApi.OPENAI_EMBEDDINGS: "/embeddings"}
+
+
+def asks_for_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 class OpenAIToOpenAI:
     def __init__(self, api: ClientApi, backend: Backend) -> None:
         self._path = join_path(backend.base_url, _SUFFIX[api])
         self._model = backend.model
+        self._parser = SseParser()
+        self._strip_usage_chunk = False
+        self._usage: Usage | None = None
 
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
-        if body.get("model") == self._model:
+        changes: dict[str, Any] = {}
+        if body.get("model") != self._model:
+            changes["model"] = self._model
+        if body.get("stream") is True and not asks_for_usage(body):
+            options = body.get("stream_options")
+            changes["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                         "include_usage": True}
+            self._strip_usage_chunk = True
+        if not changes:
             return UpstreamRequest(self._path, None)
-        return UpstreamRequest(self._path, orjson.dumps({**body, "model": self._model}))
+        return UpstreamRequest(self._path, orjson.dumps({**body, **changes}))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
-        return "none"
+        if not is_success(status):
+            return "none"  # already in the client's schema, and nothing was served
+        return "streamed" if is_event_stream(headers) else "buffered"
 
     def response_body(self, body: bytes) -> Translated:
-        return Translated(None)
+        try:
+            reply = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Translated(None)
+        usage = reply.get("usage") if isinstance(reply, dict) else None
+        return Translated(None, usage_from_openai(usage) if isinstance(usage, dict) else None)
 
     def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
-        return Translated(None)
+        events = self._parser.feed(chunk, end_of_stream)
+        seen = False
+        kept: list[bytes] = []
+        for event in events:
+            data = json_data(event)
+            usage = data.get("usage") if data is not None else None
+            if isinstance(usage, dict):
+                self._usage, seen = usage_from_openai(usage), True
+                if self._strip_usage_chunk and not data.get("choices"):  # type: ignore[union-attr]
+                    continue  # the chunk only the gateway asked for
+            kept.append(encode(event.data.encode()))
+        usage_now = self._usage if seen else None
+        if not self._strip_usage_chunk:
+            return Translated(None, usage_now)
+        # Re-emitted event by event, so a chunk may carry nothing until its event completes.
+        return Translated(b"".join(kept), usage_now)

@@ -41,6 +41,10 @@ class Gateway:
         result: dict[str, object] = response.json()
         return result
 
+    @property
+    def ledger_path(self) -> Path:
+        return self.policy_path.parent / "state" / "ledger.sqlite"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -69,7 +73,9 @@ def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})},
+                                   env={**os.environ,
+                                        "SWITCHBOARD_STATE_DIR": str(work_dir / "state"),
+                                        **(env or {})},
                                    cwd=Path(__file__).parents[2])
     gateway = Gateway(policy_path, process, ports[0], ports[2], ports[3], log_path)
     _wait_ready(gateway)
@@ -85,7 +91,8 @@ def _wait_ready(gateway: Gateway) -> None:
         try:
             models = httpx.get(f"{gateway.url}/v1/models", timeout=1)
             ready = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/ready", timeout=1)
-            if models.status_code == 200 and ready.status_code == 200 and _workers_synced(
+            # 401: the policy takes gateway keys, and the listener answered.
+            if models.status_code in (200, 401) and ready.status_code == 200 and _workers_synced(
                     gateway):
                 return
         except httpx.HTTPError:

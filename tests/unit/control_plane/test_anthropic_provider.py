@@ -18,7 +18,8 @@ def test_defaults_and_options() -> None:
     assert provider.base_url == "https://api.anthropic.com"
     assert processor_config(policy)["providers"]["claude"] == {
         "kind": "anthropic", "base_url": "https://api.anthropic.com",
-        "api_key_ref": "env:ANTHROPIC_API_KEY", "options": {"version": "2023-06-01"}}
+        "api_key_ref": "env:ANTHROPIC_API_KEY", "options": {"version": "2023-06-01"},
+        "list_prices": True}
 
 
 @pytest.mark.parametrize("entry", [

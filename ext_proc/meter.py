@@ -1,0 +1,84 @@
+"""What one attempt used and cost, and the usage record that says so.
+
+The record is written in the background: never on the path of the reply to Envoy, and also
+when Envoy cancelled the stream (client gone, per-try timeout), so nothing served goes
+unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+import structlog
+
+from ext_proc.access import Caller
+from ext_proc.ledgers import Ledgers
+from ext_proc.metering.estimate import HeuristicEstimator, TokenEstimator
+from ext_proc.metering.usage import TokenUsage, UsageRecord
+from ext_proc.state.ledger import LedgerError
+from ext_proc.translators.base import Usage
+from ext_proc.view import ProcessorView, ProviderView
+
+log = structlog.get_logger("meter")
+
+ESTIMATOR: TokenEstimator = HeuristicEstimator()
+
+
+def token_usage(usage: Usage) -> TokenUsage:
+    """A translator's counts (input without cache) in the metering convention (with)."""
+    cached = usage.cached_input_tokens + usage.cache_creation_tokens
+    return TokenUsage(input=usage.input_tokens + cached,
+                      output=max(usage.output_tokens, usage.reasoning_tokens),
+                      cached_read=usage.cached_input_tokens,
+                      cache_creation=usage.cache_creation_tokens,
+                      reasoning=usage.reasoning_tokens)
+
+
+def estimated_usage(request_body: bytes, output_events: int) -> TokenUsage:
+    """For an attempt whose upstream never reported usage (a stream cut short): the prompt
+    from the request text, one output token per streamed event (providers send about one)."""
+    return TokenUsage(input=ESTIMATOR.count(request_body.decode("utf-8", "replace")),
+                      output=output_events, estimated=True)
+
+
+def price(view: ProcessorView, provider: ProviderView, model: str, usage: TokenUsage,
+          at: datetime) -> Decimal | None:
+    return view.access.prices.cost(provider.kind, provider.name, model, usage, at=at,
+                                   use_builtin=provider.list_prices)
+
+
+def format_usd(cost: Decimal) -> str:
+    return f"{cost.normalize():f}"
+
+
+class Meter:
+    """Writes attempts' usage records, and their spend, to the ledger in the background."""
+
+    def __init__(self, ledgers: Ledgers) -> None:
+        self._ledgers = ledgers
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def submit(self, view: ProcessorView, record: UsageRecord, caller: Caller,
+               providers: Iterable[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(view, record, caller,
+                                                                  frozenset(providers)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, view: ProcessorView, record: UsageRecord, caller: Caller,
+                     providers: frozenset[str]) -> None:
+        access = view.access
+        budgets = access.budget_rules(caller, record.requested_model, providers)
+        try:
+            ledger = await self._ledgers.get(view.state)
+            await ledger.record_usage(record, budgets, access.rate_limits(caller))
+        except LedgerError as exc:
+            # The log line carries the whole record, so an operator can still account for it.
+            log.error("usage record not stored", error=str(exc), record=repr(record))
+
+    async def drain(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
