@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Query, Response
 
+from control_plane.policy.durations import parse_duration
 from control_plane.service import ControlPlane
+from control_plane.usage import budget_report, open_ledgers, usage_report
+from ext_proc.state.ledger import LedgerError
+
+GroupParam = Literal["team", "model", "provider", "provider_model", "key"]
 
 
 def admin_app(control_plane: ControlPlane) -> FastAPI:
     app = FastAPI(title="Switchboard admin API", version="1")
+    ledgers = open_ledgers()
+
+    def live_policy() -> Any:
+        if control_plane.policy is None:
+            raise HTTPException(503, "no policy loaded yet")
+        return control_plane.policy
+
+    @app.get("/usage", summary="Usage and cost, grouped, since a time ago")
+    async def usage(by: GroupParam = "team",
+                    since: str = Query("24h", description="a duration: 30m, 24h, 7d")
+                    ) -> dict[str, Any]:
+        try:
+            window = timedelta(seconds=parse_duration(since))
+        except ValueError as exc:
+            raise HTTPException(400, f"since: {exc}") from None
+        try:
+            return await usage_report(ledgers, live_policy(), by, window)
+        except LedgerError as exc:
+            raise HTTPException(503, f"usage store unavailable: {exc}") from None
+
+    @app.get("/budgets", summary="Every budget's spend, reservations and reset time")
+    async def budgets() -> list[dict[str, Any]]:
+        try:
+            return await budget_report(ledgers, live_policy())
+        except LedgerError as exc:
+            raise HTTPException(503, f"usage store unavailable: {exc}") from None
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

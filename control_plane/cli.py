@@ -21,6 +21,9 @@ from control_plane.xds.resources import PUSH_ORDER, to_dict
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if getattr(args, "state_dir", None):
+        # Read by the control plane and inherited by every worker process.
+        os.environ["SWITCHBOARD_STATE_DIR"] = str(Path(args.state_dir).resolve())
     sys.exit(args.run(args) or 0)
 
 
@@ -79,7 +82,29 @@ def _parser() -> argparse.ArgumentParser:
     envoy.add_argument("--admin-port", type=int, default=9901)
     envoy.add_argument("--log-level", default="warn")
     envoy.set_defaults(run=_envoy)
+    _accounting_commands(commands)
+    for command in (up, control, workers):
+        command.add_argument("--state-dir", default=None, help=(
+            "where the SQLite ledger lives unless the policy names a file "
+            "(default: $SWITCHBOARD_STATE_DIR or ~/.local/state/switchboard)"))
     return parser
+
+
+def _accounting_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    keys = commands.add_parser("keys", help="gateway keys")
+    key_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="print a new key once, and its hash")
+    create.add_argument("--team", required=True)
+    create.set_defaults(run=_keys_create)
+
+    usage = commands.add_parser("usage", help="usage and cost, from the admin API")
+    usage.add_argument("--by", choices=["team", "model", "provider", "provider_model", "key"],
+                       default="team")
+    usage.add_argument("--since", default="24h", help="a duration: 30m, 24h, 7d")
+    usage.add_argument("--admin-url", default=os.environ.get("SWITCHBOARD_ADMIN_URL",
+                                                             "http://127.0.0.1:8080"))
+    usage.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+    usage.set_defaults(run=_usage)
 
 
 def _gateway_args(parser: argparse.ArgumentParser, default_host: str) -> None:
@@ -93,6 +118,51 @@ def _gateway_args(parser: argparse.ArgumentParser, default_host: str) -> None:
 def _gateway(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(listener_host=args.listener_host, listener_port=args.listener_port,
                            ca_bundle=args.ca_bundle)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from control_plane.keys import create_key
+
+    key, digest = create_key(args.team)
+    print(f"key:  {key}\n      (shown once: give it to team {args.team!r}; it is not stored)")
+    print(f"hash: {digest}\n      (add it under teams.{args.team}.keys in the policy)")
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"by": args.by, "since": args.since})
+    url = f"{args.admin_url.rstrip('/')}/usage?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            report = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"{url}: {exc.reason} (is the control plane running?)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(_usage_table(report))
+    return 0
+
+
+def _usage_table(report: dict[str, object]) -> str:
+    columns = ("group", "attempts", "input_tokens", "output_tokens", "cached_read_tokens",
+               "cost_usd", "unpriced_attempts", "failed_attempts")
+    rows = report["rows"]
+    assert isinstance(rows, list)
+    cells = [[report["by"], *columns[1:]]] + [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+             for line in cells]
+    return "\n".join([f"usage since {report['since']}", *lines])
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import structlog
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from control_plane.compiler import GatewaySettings, compile_policy
-from control_plane.policy import PolicyError, load_documents
+from control_plane.policy import Policy, PolicyError, load_documents
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.server import AggregatedDiscoveryService
 
@@ -40,11 +40,13 @@ class ControlPlane:
         self.cache = SnapshotCache()
         self.status = PolicyStatus()
         self.ready = asyncio.Event()
+        self.policy: Policy | None = None
 
     def apply(self, docs: Mapping[str, str]) -> bool:
         """Validate and serve `docs`; on any error keep serving the previous policy."""
         try:
-            snapshot = compile_policy(load_documents(docs), self.gateway)
+            policy = load_documents(docs)
+            snapshot = compile_policy(policy, self.gateway)
         except PolicyError as exc:
             self.status.last_error = [str(issue) for issue in exc.issues]
             self.status.last_error_at = time.time()
@@ -52,6 +54,7 @@ class ControlPlane:
                 log.error("policy rejected; the previous policy stays live", issue=str(issue),
                           live_version=self.status.version or None)
             return False
+        self.policy = policy
         if self.cache.set(snapshot):
             self.status.version = snapshot.version
             self.status.applied_at = time.time()

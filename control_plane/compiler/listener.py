@@ -29,6 +29,8 @@ def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
         "stat_prefix": "switchboard",
         "codec_type": "AUTO",
         "use_remote_address": True,
+        # Clients can quote it; usage records are keyed by it.
+        "always_set_request_id_in_response": True,
         "rds": {"route_config_name": ROUTE_CONFIG_NAME,
                 "config_source": {"ads": {}, "resource_api_version": "V3"}},
         "http_filters": http_filters(policy, settings),
