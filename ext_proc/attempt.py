@@ -22,7 +22,12 @@ from ext_proc.contract import (
     TARGET_MODEL_HEADER,
     ClientApi,
 )
-from ext_proc.credentials import CREDENTIAL_HEADERS, credential_headers
+from ext_proc.credentials import (
+    CREDENTIAL_HEADERS,
+    CredentialUnavailable,
+    Outgoing,
+    credential_headers,
+)
 from ext_proc.mutations import header_map, header_mutation, immediate
 from ext_proc.translators.base import (
     Backend,
@@ -31,6 +36,7 @@ from ext_proc.translators.base import (
     TranslationError,
     Translator,
 )
+from ext_proc.translators.common import is_event_stream
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView, ProviderView
 
@@ -131,8 +137,12 @@ class Attempt:
             "content-length": str(len(sent)),
             "content-type": "application/json",
             **result.headers,
-            **credential_headers(self._provider.kind, self._provider.api_key),
         }
+        try:
+            headers.update(credential_headers(self._provider, Outgoing(
+                result.path, sent, headers["content-type"])))
+        except CredentialUnavailable as exc:
+            raise AttemptError(503, str(exc)) from None
         remove = _DROPPED | {k for k in self._request_headers
                              if k.startswith(INTERNAL_HEADER_PREFIX)}
         common = ep.CommonResponse(header_mutation=header_mutation(headers, remove))
@@ -148,6 +158,10 @@ class Attempt:
         mode: BodyMode = self._translator.response_body_mode(status, response_headers)
         self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        if mode == "streamed" and not is_event_stream(response_headers):
+            # A translated stream (from Bedrock's binary event stream) is SSE of a new length.
+            reply.response_headers.response.header_mutation.CopyFrom(header_mutation(
+                {"content-type": "text/event-stream"}, ["content-length"]))
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
         return reply

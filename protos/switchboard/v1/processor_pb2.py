@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/switchboard/v1/processor.proto\x12\x0eswitchboard.v1\"\xa3\x02\n\x0fProcessorConfig\x12\x41\n\tproviders\x18\x01 \x03(\x0b\x32..switchboard.v1.ProcessorConfig.ProvidersEntry\x12;\n\x06models\x18\x02 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.ModelsEntry\x1aJ\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.Provider:\x02\x38\x01\x1a\x44\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Model:\x02\x38\x01\"\xa7\x01\n\x08Provider\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_key_ref\x18\x03 \x01(\t\x12\x36\n\x07options\x18\x04 \x03(\x0b\x32%.switchboard.v1.Provider.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Model\x12\'\n\x07targets\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Target\")\n\x06Target\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/switchboard/v1/processor.proto\x12\x0eswitchboard.v1\"\xa3\x02\n\x0fProcessorConfig\x12\x41\n\tproviders\x18\x01 \x03(\x0b\x32..switchboard.v1.ProcessorConfig.ProvidersEntry\x12;\n\x06models\x18\x02 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.ModelsEntry\x1aJ\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.Provider:\x02\x38\x01\x1a\x44\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Model:\x02\x38\x01\"\xa5\x02\n\x08Provider\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_key_ref\x18\x03 \x01(\t\x12\x36\n\x07options\x18\x04 \x03(\x0b\x32%.switchboard.v1.Provider.OptionsEntry\x12\x45\n\x0f\x63redential_refs\x18\x05 \x03(\x0b\x32,.switchboard.v1.Provider.CredentialRefsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x43redentialRefsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Model\x12\'\n\x07targets\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Target\")\n\x06Target\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_options = b'8\001'
   _globals['_PROVIDER_OPTIONSENTRY']._loaded_options = None
   _globals['_PROVIDER_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._loaded_options = None
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_options = b'8\001'
   _globals['_PROCESSORCONFIG']._serialized_start=58
   _globals['_PROCESSORCONFIG']._serialized_end=349
   _globals['_PROCESSORCONFIG_PROVIDERSENTRY']._serialized_start=205
@@ -44,11 +46,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_start=281
   _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_end=349
   _globals['_PROVIDER']._serialized_start=352
-  _globals['_PROVIDER']._serialized_end=519
-  _globals['_PROVIDER_OPTIONSENTRY']._serialized_start=473
-  _globals['_PROVIDER_OPTIONSENTRY']._serialized_end=519
-  _globals['_MODEL']._serialized_start=521
-  _globals['_MODEL']._serialized_end=569
-  _globals['_TARGET']._serialized_start=571
-  _globals['_TARGET']._serialized_end=612
+  _globals['_PROVIDER']._serialized_end=645
+  _globals['_PROVIDER_OPTIONSENTRY']._serialized_start=544
+  _globals['_PROVIDER_OPTIONSENTRY']._serialized_end=590
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_start=592
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_end=645
+  _globals['_MODEL']._serialized_start=647
+  _globals['_MODEL']._serialized_end=695
+  _globals['_TARGET']._serialized_start=697
+  _globals['_TARGET']._serialized_end=738
 # @@protoc_insertion_point(module_scope)

@@ -29,8 +29,15 @@ class ProcessorConfig(_message.Message):
     def __init__(self, providers: _Optional[_Mapping[str, Provider]] = ..., models: _Optional[_Mapping[str, Model]] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("kind", "base_url", "api_key_ref", "options")
+    __slots__ = ("kind", "base_url", "api_key_ref", "options", "credential_refs")
     class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CredentialRefsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -41,11 +48,13 @@ class Provider(_message.Message):
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     API_KEY_REF_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_REFS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     base_url: str
     api_key_ref: str
     options: _containers.ScalarMap[str, str]
-    def __init__(self, kind: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key_ref: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    credential_refs: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key_ref: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., credential_refs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("targets",)
