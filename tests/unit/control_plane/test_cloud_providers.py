@@ -10,6 +10,7 @@ import yaml
 from control_plane.compiler.clusters import model_cluster
 from control_plane.compiler.processor import processor_config
 from control_plane.compiler.settings import GatewaySettings
+from control_plane.defaults import default_policy_documents
 from control_plane.policy import PolicyError, load_documents
 from control_plane.policy.models import Policy
 
@@ -67,3 +68,10 @@ def test_errors_name_file_line_and_field(entry: dict[str, Any], field: str) -> N
     issue = caught.value.issues[0]
     assert (issue.file, issue.field) == ("team.yaml", field)
     assert issue.line > 0
+
+
+def test_default_policy_serves_gemini_when_its_key_is_set() -> None:
+    (text,) = default_policy_documents({"GEMINI_API_KEY": "x"}).values()
+    policy = load_documents({"default.yaml": text})
+    assert policy.providers["gemini"].kind == "gemini"
+    assert "gemini-2.5-flash" in policy.models
