@@ -11,6 +11,7 @@ small pieces that cut through frames.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -68,7 +69,7 @@ class CloudFake:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -276,6 +277,13 @@ class CloudFake:
                 b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events))
         else:
             _google_error(handler, 404, "Method not found.", "NOT_FOUND")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client closing its idle keep-alive connection is not an error here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _wants_tool(body: dict[str, Any], tools_key: str, answer_key: str) -> str:
