@@ -19,6 +19,8 @@ _REAL_PROVIDERS: dict[str, tuple[dict[str, str], str, tuple[str, ...]]] = {
                 "text-embedding-3-small", "text-embedding-3-large")),
     "anthropic": ({"kind": "anthropic", "api_key": "env:ANTHROPIC_API_KEY"}, "ANTHROPIC_API_KEY",
                   ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")),
+    "gemini": ({"kind": "gemini", "api_key": "env:GEMINI_API_KEY"}, "GEMINI_API_KEY",
+               ("gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004")),
 }
 
 

@@ -31,7 +31,12 @@ from ext_proc.contract import (
     TEAM_HEADER,
     ClientApi,
 )
-from ext_proc.credentials import CREDENTIAL_HEADERS, credential_headers
+from ext_proc.credentials import (
+    CREDENTIAL_HEADERS,
+    CredentialUnavailable,
+    Outgoing,
+    credential_headers,
+)
 from ext_proc.meter import estimated_usage, format_usd, price, token_usage
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
@@ -43,6 +48,7 @@ from ext_proc.translators.base import (
     Translator,
     Usage,
 )
+from ext_proc.translators.common import is_event_stream
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView, ProviderView
 
@@ -143,8 +149,9 @@ class Attempt:
         if not isinstance(body, dict):
             raise AttemptError(400, "The request body must be a JSON object.")
         result = self._translator.request(body, raw)
-        self._request_body, self._sent = raw, True
+        self._request_body = raw
         if isinstance(result, LocalReply):
+            self._sent = True
             self.outcome = f"local {result.status}"
             self._status, self._usage, self._finished = result.status, result.usage, True
             self._first_byte = time.monotonic()
@@ -158,8 +165,13 @@ class Attempt:
             "content-length": str(len(sent)),
             "content-type": "application/json",
             **result.headers,
-            **credential_headers(self._provider.kind, self._provider.api_key),
         }
+        try:
+            headers.update(credential_headers(self._provider, Outgoing(
+                result.path, sent, headers["content-type"])))
+        except CredentialUnavailable as exc:
+            raise AttemptError(503, str(exc)) from None
+        self._sent = True
         remove = _DROPPED | {k for k in self._request_headers
                              if k.startswith(INTERNAL_HEADER_PREFIX)}
         common = ep.CommonResponse(header_mutation=header_mutation(headers, remove))
@@ -177,9 +189,12 @@ class Attempt:
         self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if mode == "streamed":
-            # A streamed body may be rewritten chunk by chunk: its length is not known ahead.
+            # A streamed body may be rewritten chunk by chunk: its length is not known ahead,
+            # and a translated binary stream (Bedrock's) reaches the client as SSE.
+            sse = {} if is_event_stream(response_headers) else {
+                "content-type": "text/event-stream"}
             reply.response_headers.response.header_mutation.CopyFrom(
-                header_mutation({}, ["content-length"]))
+                header_mutation(sse, ["content-length"]))
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
         return reply

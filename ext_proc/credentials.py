@@ -2,39 +2,87 @@
 
 Envoy reuses one header map for every attempt of a request, so each attempt removes every
 credential header any backend uses before adding its own: attempt 2 must not carry attempt 1's
-key, and no provider may see the client's gateway key.
+key, and no provider may see the client's gateway key. Bedrock's SigV4 signature covers the
+request as sent, so every kind gets the outgoing request, not just its secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ext_proc.secrets import Secret
+from ext_proc.sigv4 import sigv4_headers
+
+if TYPE_CHECKING:
+    from ext_proc.view import ProviderView
 
 CREDENTIAL_HEADERS = frozenset({
-    "authorization", "x-api-key", "api-key", "x-goog-api-key",
+    "authorization", "x-api-key", "api-key", "x-goog-api-key", "x-goog-user-project",
     "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", "proxy-authorization",
 })
 
-CredentialHeaders = Callable[[Secret], Mapping[str, str]]
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What this attempt sends, as the provider receives it."""
+
+    path: str
+    body: bytes
+    content_type: str
 
 
-def _bearer(secret: Secret) -> Mapping[str, str]:
-    return {"authorization": f"Bearer {secret.reveal()}"}
+class CredentialUnavailable(Exception):
+    """The provider's credential cannot be used right now: the attempt fails with a 503."""
 
 
-def _x_api_key(secret: Secret) -> Mapping[str, str]:
-    return {"x-api-key": secret.reveal()}
+Credential = Callable[["ProviderView", Outgoing], Mapping[str, str]]
+
+
+def _bearer(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
+    if provider.api_key is None:
+        return {}
+    return {"authorization": f"Bearer {provider.api_key.reveal()}"}
+
+
+def _key_header(name: str) -> Credential:
+    def headers(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
+        return {} if provider.api_key is None else {name: provider.api_key.reveal()}
+    return headers
+
+
+def _service_account(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
+    token = provider.tokens.current() if provider.tokens is not None else None
+    if token is None:
+        raise CredentialUnavailable(f"provider {provider.name!r} has no access token yet")
+    return {"authorization": f"Bearer {token}"}
+
+
+def _sigv4(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
+    secrets = provider.credentials
+    access_key, secret_key = secrets.get("aws_access_key_id"), secrets.get(
+        "aws_secret_access_key")
+    if access_key is None or secret_key is None:
+        raise CredentialUnavailable(f"provider {provider.name!r} has no AWS credentials")
+    token = secrets.get("aws_session_token")
+    url = f"{provider.scheme}://{provider.authority}{outgoing.path}"
+    return sigv4_headers(access_key.reveal(), secret_key.reveal(),
+                         token.reveal() if token else None,
+                         provider.options.get("region", ""), "bedrock", url, outgoing.body,
+                         {"content-type": outgoing.content_type})
 
 
 # anthropic-version is not a credential: the translator sets it from the provider's options.
-CREDENTIALS: dict[str, CredentialHeaders] = {
+CREDENTIALS: dict[str, Credential] = {
     "openai": _bearer,
-    "anthropic": _x_api_key,
+    "anthropic": _key_header("x-api-key"),
+    "azure-openai": _key_header("api-key"),
+    "gemini": _key_header("x-goog-api-key"),
+    "vertex": _service_account,
+    "bedrock": _sigv4,
 }
 
 
-def credential_headers(kind: str, secret: Secret | None) -> Mapping[str, str]:
-    if secret is None or kind not in CREDENTIALS:
-        return {}
-    return CREDENTIALS[kind](secret)
+def credential_headers(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
+    credential = CREDENTIALS.get(provider.kind)
+    return {} if credential is None else credential(provider, outgoing)

@@ -12,6 +12,7 @@ import structlog
 
 from ext_proc.access import AccessView, build_access
 from ext_proc.contract import MOCK_AUTHORITY
+from ext_proc.google_tokens import AccessTokens
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
 from protos.switchboard.v1 import processor_pb2
 
@@ -27,6 +28,10 @@ class ProviderView:
     options: Mapping[str, str] = field(default_factory=dict)
     # Why the credential is missing, for the operator's log; never sent to clients.
     credential_error: str = ""
+    # Credentials other than the API key, by name (aws_secret_access_key, service_account...).
+    credentials: Mapping[str, Secret] = field(default_factory=dict)
+    # A service account's cached access tokens (Vertex AI).
+    tokens: AccessTokens | None = None
     # Public list prices apply (not a self-hosted server that merely speaks this schema).
     list_prices: bool = False
 
@@ -34,6 +39,10 @@ class ProviderView:
     def authority(self) -> str:
         """The Host of this provider's requests, worked out once per policy version."""
         return MOCK_AUTHORITY if self.kind == "mock" else urlsplit(self.base_url).netloc
+
+    @cached_property
+    def scheme(self) -> str:
+        return urlsplit(self.base_url).scheme or "http"
 
 
 @dataclass(frozen=True)
@@ -69,15 +78,33 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
     env = environment()
     providers = {}
     for name, provider in config.providers.items():
-        secret, error = None, ""
-        if provider.api_key_ref:
+        errors: list[str] = []
+
+        async def read(ref: str, errors: list[str] = errors,
+                       name: str = name) -> Secret | None:
             try:
-                secret = await asyncio.to_thread(resolve, provider.api_key_ref, env, secrets_dir)
+                return await asyncio.to_thread(resolve, ref, env, secrets_dir)
             except SecretUnavailable as exc:
-                error = f"{provider.api_key_ref}: {exc}"
-                log.error("provider credential unavailable", provider=name, reason=error)
+                errors.append(f"{ref}: {exc}")
+                log.error("provider credential unavailable", provider=name,
+                          reason=errors[-1])
+                return None
+
+        secret = await read(provider.api_key_ref) if provider.api_key_ref else None
+        credentials = {key: value for key, ref in sorted(provider.credential_refs.items())
+                       if (value := await read(ref)) is not None}
+        tokens = None
+        if (account := credentials.get("service_account")) is not None:
+            try:
+                tokens = AccessTokens.from_secret(name, account)
+            except ValueError as exc:
+                errors.append(f"{provider.credential_refs['service_account']}: {exc}")
+                log.error("provider credential unusable", provider=name, reason=errors[-1])
+            else:
+                await tokens.refresh()  # a failure is logged; requests get 503s until it works
         providers[name] = ProviderView(name, provider.kind, provider.base_url, secret,
-                                       dict(provider.options), error, provider.list_prices)
+                                       dict(provider.options), "; ".join(errors),
+                                       credentials, tokens, provider.list_prices)
     models = {name: tuple(TargetView(t.provider, t.model) for t in model.targets)
               for name, model in config.models.items()}
     state = StateView(config.state.backend or "sqlite", config.state.path, config.state.url_ref)

@@ -49,7 +49,7 @@ class Address:
 def provider_address(provider: Provider, settings: GatewaySettings) -> Address:
     if isinstance(provider, MockProvider):
         return Address(settings.loopback_host, settings.listener_port, False)
-    parts = urlsplit(provider.base_url)
+    parts = urlsplit(provider.endpoint)
     tls = parts.scheme == "https"
     host = parts.hostname or ""
     port = parts.port or (443 if tls else 80)

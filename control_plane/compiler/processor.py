@@ -10,12 +10,21 @@ from typing import Any
 from control_plane.policy import Policy
 from control_plane.policy.models import (
     AnthropicProvider,
+    AzureOpenAIProvider,
+    BedrockProvider,
     Budget,
     BudgetMatch,
     Downgrade,
     MockProvider,
+    OpenAIProvider,
+    Provider,
     RateLimit,
+    VertexProvider,
 )
+
+# Credentials other than api_key, each a reference the worker resolves by this name.
+NAMED_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+                     "service_account")
 
 
 def processor_config(policy: Policy) -> dict[str, Any]:
@@ -23,15 +32,15 @@ def processor_config(policy: Policy) -> dict[str, Any]:
     for name, provider in policy.providers.items():
         entry: dict[str, Any] = {"kind": provider.kind}
         if not isinstance(provider, MockProvider):
-            entry["base_url"] = provider.base_url
-            # A server that merely speaks a provider's schema (vLLM behind kind: openai) is not
-            # billed at that provider's list prices.
-            entry["list_prices"] = provider.base_url == type(provider).model_fields[
-                "base_url"].default
-            if provider.api_key:
-                entry["api_key_ref"] = provider.api_key
-        if isinstance(provider, AnthropicProvider):
-            entry["options"] = {"version": provider.version}
+            entry["base_url"] = provider.endpoint
+            entry["list_prices"] = has_list_prices(provider)
+            if api_key := getattr(provider, "api_key", None):
+                entry["api_key_ref"] = api_key
+            if refs := {key: ref for key in NAMED_CREDENTIALS
+                        if (ref := getattr(provider, key, None))}:
+                entry["credential_refs"] = refs
+        if options := _options(provider):
+            entry["options"] = options
         providers[name] = entry
     models = {
         name: {"targets": [{"provider": t.provider, "model": t.model or name}
@@ -73,3 +82,22 @@ def _budget(budget: Budget, match: BudgetMatch) -> dict[str, Any]:
             "on_exceed": "downgrade" if downgrade else str(on_exceed),
             "downgrade_model": downgrade,
             "match": match.model_dump(exclude_none=True)}
+
+
+def has_list_prices(provider: Provider) -> bool:
+    """A server that merely speaks OpenAI's schema (vLLM, Ollama behind kind: openai) is not
+    billed at OpenAI's list prices; it is priced only through `prices:`."""
+    return not (isinstance(provider, OpenAIProvider)
+                and provider.base_url != OpenAIProvider.model_fields["base_url"].default)
+
+
+def _options(provider: Provider) -> dict[str, str]:
+    if isinstance(provider, AnthropicProvider):
+        return {"version": provider.version}
+    if isinstance(provider, AzureOpenAIProvider):
+        return {"api_version": provider.api_version}
+    if isinstance(provider, BedrockProvider):
+        return {"region": provider.region}
+    if isinstance(provider, VertexProvider):
+        return {"project": provider.project, "location": provider.location}
+    return {}

@@ -25,7 +25,7 @@ def route_configuration(policy: Policy) -> dict[str, Any]:
 
 
 def _gateway_host(policy: Policy) -> dict[str, Any]:
-    routes: list[dict[str, Any]] = [_models_list(policy)]
+    routes: list[dict[str, Any]] = [_anthropic_models_list(policy), _models_list(policy)]
     for api in SERVED_APIS:
         routes.append(_body_error(api, "invalid_json", "The request body is not valid JSON."))
         routes.append(_body_error(api, "missing_model",
@@ -52,13 +52,28 @@ def _mock_host() -> dict[str, Any]:
 
 
 def _models_list(policy: Policy) -> dict[str, Any]:
-    body = orjson.dumps({"object": "list", "data": [
+    body = {"object": "list", "data": [
         {"id": name, "object": "model", "created": 0, "owned_by": "switchboard"}
-        for name in sorted(policy.models)]}).decode()
+        for name in sorted(policy.models)]}
+    return _list_route(body, [])
+
+
+def _anthropic_models_list(policy: Policy) -> dict[str, Any]:
+    """Anthropic's list shape, for clients that send anthropic-version (its SDKs always do)."""
+    names = sorted(policy.models)
+    body = {"data": [{"type": "model", "id": name, "display_name": name,
+                      "created_at": "1970-01-01T00:00:00Z"} for name in names],
+            "has_more": False, "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None}
+    return _list_route(body, [{"name": "anthropic-version", "present_match": True}])
+
+
+def _list_route(body: dict[str, Any], headers: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "match": {"path": "/v1/models", "headers": [
-            {"name": ":method", "string_match": {"exact": "GET"}}]},
-        "direct_response": {"status": 200, "body": {"inline_string": body}},
+            {"name": ":method", "string_match": {"exact": "GET"}}, *headers]},
+        "direct_response": {"status": 200, "body": {"inline_string": orjson.dumps(
+            body).decode()}},
         "response_headers_to_add": [{"header": {"key": "content-type",
                                                 "value": "application/json"}}],
     }

@@ -72,6 +72,10 @@ class OpenAIProvider(Strict):
     base_url: BaseUrl = "https://api.openai.com/v1"
     api_key: SecretRef | None = None
 
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
 
 class AnthropicProvider(Strict):
     """Anthropic's Messages API."""
@@ -82,6 +86,69 @@ class AnthropicProvider(Strict):
     version: str = Field(default="2023-06-01", pattern=r"^\d{4}-\d{2}-\d{2}$",
                          description="The anthropic-version header sent on every request.")
 
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+
+class AzureOpenAIProvider(Strict):
+    """Azure OpenAI: the target's model names the deployment."""
+
+    kind: Literal["azure-openai"]
+    base_url: BaseUrl = Field(description="The resource, https://NAME.openai.azure.com.")
+    api_key: SecretRef
+    api_version: str = Field(default="2024-10-21", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+
+class BedrockProvider(Strict):
+    """Amazon Bedrock's Converse API (and InvokeModel for embeddings), signed with SigV4."""
+
+    kind: Literal["bedrock"]
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    base_url: BaseUrl | None = None
+    aws_access_key_id: SecretRef
+    aws_secret_access_key: SecretRef
+    aws_session_token: SecretRef | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+
+class GeminiProvider(Strict):
+    """Google's Gemini API (generativelanguage.googleapis.com) with an API key."""
+
+    kind: Literal["gemini"]
+    base_url: BaseUrl = "https://generativelanguage.googleapis.com"
+    api_key: SecretRef
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+
+class VertexProvider(Strict):
+    """Gemini models on Vertex AI, authorised by a service account's OAuth2 tokens."""
+
+    kind: Literal["vertex"]
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    location: str = Field(pattern=r"^(global|[a-z]+-[a-z]+\d+)$")
+    base_url: BaseUrl | None = None
+    service_account: SecretRef = Field(
+        description="Reference to the service account's JSON key.")
+
+    @property
+    def endpoint(self) -> str:
+        if self.base_url:
+            return self.base_url
+        if self.location == "global":
+            return "https://aiplatform.googleapis.com"
+        return f"https://{self.location}-aiplatform.googleapis.com"
+
 
 class MockProvider(Strict):
     """Answers locally in the caller's schema; for demos, tests and benchmarks."""
@@ -89,7 +156,10 @@ class MockProvider(Strict):
     kind: Literal["mock"]
 
 
-Provider = Annotated[OpenAIProvider | AnthropicProvider | MockProvider, Field(discriminator="kind")]
+Provider = Annotated[
+    OpenAIProvider | AnthropicProvider | AzureOpenAIProvider | BedrockProvider | GeminiProvider
+    | VertexProvider | MockProvider,
+    Field(discriminator="kind")]
 
 
 class Target(Strict):

@@ -23,6 +23,7 @@ GENAI_PRICES_PROVIDER_IDS: Mapping[str, str] = MappingProxyType(
     {
         "openai": "openai",
         "azure": "azure",
+        "azure-openai": "azure",
         "anthropic": "anthropic",
         "bedrock": "aws",
         "gemini": "google",

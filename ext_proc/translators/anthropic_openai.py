@@ -25,15 +25,15 @@ from ext_proc.translators.paths import join_path
 
 
 class AnthropicToOpenAI:
-    def __init__(self, api: ClientApi, backend: Backend) -> None:
+    def __init__(self, api: ClientApi, backend: Backend, path: str | None = None) -> None:
         self._backend = backend
+        self._path = path or join_path(backend.base_url, "/chat/completions")
         self._status = 0
         self._stream: OpenAIToAnthropicStream | None = None
 
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
         translated = to_openai(body, self._backend.model)
-        return UpstreamRequest(join_path(self._backend.base_url, "/chat/completions"),
-                               orjson.dumps(translated))
+        return UpstreamRequest(self._path, orjson.dumps(translated))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
         self._status = status

@@ -94,8 +94,12 @@ def error_message(body: bytes) -> str:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body.decode("utf-8", "replace").strip() or "the provider returned an error"
+    if isinstance(parsed, list) and len(parsed) == 1:  # Vertex wraps its error in a list
+        parsed = parsed[0]
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
+    # OpenAI, Anthropic and Google nest it in "error"; Bedrock puts it at the top.
+    holder = error if isinstance(error, dict) else parsed if isinstance(parsed, dict) else {}
+    message = holder.get("message", holder.get("Message"))
     return message if isinstance(message, str) else orjson.dumps(parsed).decode()
 
 

@@ -62,39 +62,41 @@ class OpenAIToAnthropic:
             message = None
         if not isinstance(message, dict):
             return Translated(openai_error(502, "the provider returned an unreadable answer"))
-        return self._completion(message)
+        return openai_completion(message, self._backend.model, self._created)
 
     def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
         if self._stream is None:
             return Translated(None)
         return self._stream.feed(chunk, end_of_stream)
 
-    def _completion(self, message: dict[str, Any]) -> Translated:
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []
-        blocks = message.get("content")
-        for block in blocks if isinstance(blocks, list) else []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text":
-                text.append(str(block.get("text", "")))
-            elif block.get("type") == "tool_use":
-                calls.append({"id": str(block.get("id", "")), "type": "function", "function": {
-                    "name": str(block.get("name", "")),
-                    "arguments": orjson.dumps(block.get("input", {})).decode()}})
-        reply: dict[str, Any] = {"role": "assistant",
-                                 "content": "".join(text) if text else None, "refusal": None}
-        if calls:
-            reply["tool_calls"] = calls
-        raw_usage = message.get("usage")
-        usage = usage_from_anthropic(raw_usage) if isinstance(raw_usage, dict) else None
-        completion = {
-            "id": str(message.get("id", "")), "object": "chat.completion",
-            "created": self._created, "model": str(message.get("model") or self._backend.model),
-            "choices": [{"index": 0, "message": reply, "logprobs": None,
-                         "finish_reason": FINISH_REASONS.get(str(message.get("stop_reason")),
-                                                             "stop")}],
-        }
-        if usage is not None:
-            completion["usage"] = openai_usage(usage)
-        return Translated(orjson.dumps(completion), usage)
+
+def openai_completion(message: dict[str, Any], model: str, created: int) -> Translated:
+    """An Anthropic message as an OpenAI chat.completion, with the usage it reports."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    blocks = message.get("content")
+    for block in blocks if isinstance(blocks, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            text.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            calls.append({"id": str(block.get("id", "")), "type": "function", "function": {
+                "name": str(block.get("name", "")),
+                "arguments": orjson.dumps(block.get("input", {})).decode()}})
+    reply: dict[str, Any] = {"role": "assistant",
+                             "content": "".join(text) if text else None, "refusal": None}
+    if calls:
+        reply["tool_calls"] = calls
+    raw_usage = message.get("usage")
+    usage = usage_from_anthropic(raw_usage) if isinstance(raw_usage, dict) else None
+    completion = {
+        "id": str(message.get("id", "")), "object": "chat.completion",
+        "created": created, "model": str(message.get("model") or model),
+        "choices": [{"index": 0, "message": reply, "logprobs": None,
+                     "finish_reason": FINISH_REASONS.get(str(message.get("stop_reason")),
+                                                         "stop")}],
+    }
+    if usage is not None:
+        completion["usage"] = openai_usage(usage)
+    return Translated(orjson.dumps(completion), usage)

@@ -7,6 +7,7 @@ OpenAI-style error chunk and the stream ends without [DONE].
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from ext_proc.translators.common import (
     openai_usage,
     usage_from_anthropic,
 )
-from ext_proc.translators.sse import Event, SseParser, encode, json_data
+from ext_proc.translators.sse import SseParser, encode, json_data
 
 
 class AnthropicUsageTracker:
@@ -62,18 +63,23 @@ class AnthropicToOpenAIStream:
         self._finished = False
 
     def feed(self, chunk: bytes, end_of_stream: bool) -> Translated:
+        events = self._parser.feed(chunk, end_of_stream)
+        return self.feed_events([{"type": event.event, **data} for event in events
+                                 if (data := json_data(event)) is not None])
+
+    def feed_events(self, events: Iterable[dict[str, Any]]) -> Translated:
+        """Anthropic events already parsed (or produced by another backend's stream)."""
         out: list[bytes] = []
         usage_seen = False
-        for event in self._parser.feed(chunk, end_of_stream):
-            data = json_data(event)
-            if data is None or self._finished:
+        for data in events:
+            if self._finished:
                 continue
             usage_seen |= self._usage.see(data)
-            out.extend(self._translate(event, data))
+            out.extend(self._translate(data))
         return Translated(b"".join(out), self._usage.usage if usage_seen else None)
 
-    def _translate(self, event: Event, data: dict[str, Any]) -> list[bytes]:
-        kind = data.get("type", event.event)
+    def _translate(self, data: dict[str, Any]) -> list[bytes]:
+        kind = data.get("type")
         if kind == "message_start":
             message = member(data, "message")
             self._id = str(message.get("id", ""))

@@ -27,8 +27,8 @@ def asks_for_usage(body: Mapping[str, Any]) -> bool:
 
 
 class OpenAIToOpenAI:
-    def __init__(self, api: ClientApi, backend: Backend) -> None:
-        self._path = join_path(backend.base_url, _SUFFIX[api])
+    def __init__(self, api: ClientApi, backend: Backend, path: str | None = None) -> None:
+        self._path = path or join_path(backend.base_url, _SUFFIX[api])
         self._model = backend.model
         self._parser = SseParser()
         self._strip_usage_chunk = False

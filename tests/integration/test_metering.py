@@ -95,11 +95,13 @@ def record(gateway: Gateway, request_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 5
     while True:
         row = None
-        if gateway.ledger_path.exists():  # a worker creates it with its first write
-            with sqlite3.connect(gateway.ledger_path) as db:
+        try:
+            with sqlite3.connect(f"file:{gateway.ledger_path}?mode=ro", uri=True) as db:
                 db.row_factory = sqlite3.Row
                 row = db.execute("SELECT * FROM usage WHERE request_id = ?",
                                  (request_id,)).fetchone()
+        except sqlite3.OperationalError:
+            pass  # a worker creates the file and its tables with its first write
         if row is not None:
             return dict(row)
         assert time.monotonic() < deadline, f"no usage record for {request_id}"

@@ -130,8 +130,15 @@ class State(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., path: _Optional[str] = ..., url_ref: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("kind", "base_url", "api_key_ref", "options", "list_prices")
+    __slots__ = ("kind", "base_url", "api_key_ref", "options", "credential_refs", "list_prices")
     class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CredentialRefsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -142,13 +149,15 @@ class Provider(_message.Message):
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     API_KEY_REF_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_REFS_FIELD_NUMBER: _ClassVar[int]
     LIST_PRICES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     base_url: str
     api_key_ref: str
     options: _containers.ScalarMap[str, str]
+    credential_refs: _containers.ScalarMap[str, str]
     list_prices: bool
-    def __init__(self, kind: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key_ref: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., list_prices: _Optional[bool] = ...) -> None: ...
+    def __init__(self, kind: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key_ref: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., credential_refs: _Optional[_Mapping[str, str]] = ..., list_prices: _Optional[bool] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("targets",)

@@ -49,7 +49,8 @@ def test_a_valid_policy_loads_with_defaults() -> None:
      "env:VARIABLE, file:/absolute/path or secret:NAME/KEY (never the key itself)"),
     (VALID.replace("{kind: mock}", "{kind: telepathy}"),
      "policy.yaml:3: providers.demo: Input tag 'telepathy' found using 'kind' does not match "
-     "any of the expected tags: 'openai', 'anthropic', 'mock'"),
+     "any of the expected tags: 'openai', 'anthropic', 'azure-openai', 'bedrock', 'gemini', "
+     "'vertex', 'mock'"),
     (VALID.replace("targets: [{provider: openai}]", "targets: []"),
      "policy.yaml:5: models.gpt-4o-mini.targets: List should have at least 1 item after "
      "validation, not 0"),

@@ -8,14 +8,14 @@ comparing, so an intended change is one command and a reviewed diff.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ext_proc.translators.base import LocalReply, Translator, Usage
+from ext_proc.translators.base import LocalReply, TranslationError, Translator, Usage
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -51,8 +51,14 @@ def usage_json(usage: Usage | None) -> Any:
 
 
 def check_request(make: Factory, fixture: Path, golden: Path) -> None:
+    """The upstream request, or the refusal when the backend cannot take this request."""
     raw = fixture.read_bytes()
-    result = make().request(orjson.loads(raw), raw)
+    try:
+        result = make().request(orjson.loads(raw), raw)
+    except TranslationError as exc:
+        assert_golden(golden / f"request-{fixture.stem}.json",
+                      pretty({"refused": {"status": exc.status, "message": str(exc)}}))
+        return
     assert not isinstance(result, LocalReply)
     body = None if result.body is None else orjson.loads(result.body)
     assert_golden(golden / f"request-{fixture.stem}.json",
@@ -73,10 +79,11 @@ def error_status(fixture: Path) -> int:
     return int(fixture.stem.split("-", 1)[0])
 
 
-def run_stream(make: Factory, pieces: list[bytes]) -> tuple[bytes, Usage | None]:
+def run_stream(make: Factory, pieces: list[bytes],
+               headers: Mapping[str, str] = SSE_HEADERS) -> tuple[bytes, Usage | None]:
     """Feed the pieces in order; the joined output and the last usage reported."""
     translator = make()
-    assert translator.response_body_mode(200, SSE_HEADERS) == "streamed"
+    assert translator.response_body_mode(200, headers) == "streamed"
     out: list[bytes] = []
     usage = None
     for index, piece in enumerate(pieces):
@@ -86,16 +93,18 @@ def run_stream(make: Factory, pieces: list[bytes]) -> tuple[bytes, Usage | None]
     return b"".join(out), usage
 
 
-def check_stream(make: Factory, fixture: Path, golden: Path) -> None:
-    body, usage = run_stream(make, [fixture.read_bytes()])
+def check_stream(make: Factory, fixture: Path, golden: Path, data: bytes,
+                 headers: Mapping[str, str] = SSE_HEADERS) -> None:
+    """`data` is the fixture as the backend sends it (binary frames for an event stream)."""
+    body, usage = run_stream(make, [data], headers)
     assert_golden(golden / f"stream-{fixture.stem}.sse", body.decode())
     assert_golden(golden / f"stream-{fixture.stem}.usage.json", pretty(usage_json(usage)))
 
 
-def check_every_split(make: Factory, fixture: Path) -> None:
+def check_every_split(make: Factory, data: bytes,
+                      headers: Mapping[str, str] = SSE_HEADERS) -> None:
     """One split point per run, at every byte: the output must not depend on where."""
-    data = fixture.read_bytes()
-    whole = run_stream(make, [data])
+    whole = run_stream(make, [data], headers)
     for cut in range(len(data) + 1):
-        assert run_stream(make, [data[:cut], data[cut:]]) == whole, f"split at byte {cut}"
-    assert run_stream(make, [data[i:i + 1] for i in range(len(data))]) == whole
+        assert run_stream(make, [data[:cut], data[cut:]], headers) == whole, f"split at {cut}"
+    assert run_stream(make, [data[i:i + 1] for i in range(len(data))], headers) == whole

@@ -48,7 +48,7 @@ def test_stream_passes_bytes_and_reads_usage(fixture: Path) -> None:
 
 @pytest.mark.parametrize("fixture", STREAMS, ids=g.ids(STREAMS))
 def test_stream_split_anywhere(fixture: Path) -> None:
-    g.check_every_split(make, fixture)
+    g.check_every_split(make, fixture.read_bytes())
 
 
 def test_errors_pass_untouched() -> None:
