@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -252,3 +254,7 @@ def test_usage_and_budgets_from_the_admin_api(gateway: Gateway, oai: openai.Open
     assert Decimal(budgets["capped"]["spent_usd"]) <= Decimal("0.1")
     assert Decimal(budgets["capped"]["reserved_usd"]) == 0
     assert "/usage" in httpx.get(f"{admin}/openapi.json").json()["paths"]
+    table = subprocess.run(
+        [sys.executable, "-m", "control_plane", "usage", "--by", "model", "--since", "1h",
+         "--admin-url", admin], capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[:1] == ["gpt"] for line in table.splitlines())
