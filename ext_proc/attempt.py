@@ -7,6 +7,7 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 import structlog
@@ -24,6 +25,7 @@ from ext_proc.contract import (
 )
 from ext_proc.credentials import CREDENTIAL_HEADERS, credential_headers
 from ext_proc.mutations import header_map, header_mutation, immediate
+from ext_proc.stream_guard import StreamGuard
 from ext_proc.translators.base import (
     Backend,
     BodyMode,
@@ -55,15 +57,18 @@ class Attempt:
         self._provider: ProviderView | None = None
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
-        self._response_mode: BodyMode = "none"
+        self._guard: StreamGuard | None = None
         self.outcome = ""
 
     def summary(self) -> dict[str, str]:
         """The fields of this attempt's log line."""
+        outcome = self.outcome
+        if self._guard is not None and not self._guard.finished:
+            outcome += " cut"  # the stream ended without its end: a reset mid-stream
         return {"api": self._api.value,
                 "provider": self._provider.name if self._provider else "",
                 "model": self._request_headers.get(TARGET_MODEL_HEADER, ""),
-                "outcome": self.outcome}
+                "outcome": outcome}
 
     def handle(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -146,17 +151,21 @@ class Attempt:
         status = int(response_headers.get(":status", "0") or 0)
         self.outcome = str(status)
         mode: BodyMode = self._translator.response_body_mode(status, response_headers)
-        self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
+        if mode == "streamed":
+            self._guard = StreamGuard(self._api)
         return reply
 
     def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         assert self._translator is not None
         common = ep.CommonResponse()
-        if self._response_mode == "streamed":
+        if self._guard is not None:
             translated = self._translator.response_chunk(body.body, body.end_of_stream)
+            sent = body.body if translated.body is None else translated.body
+            if tail := self._guard.watch(sent, body.end_of_stream):
+                translated = replace(translated, body=sent + tail)
         else:
             translated = self._translator.response_body(body.body)
             if translated.body is not None:  # the length changed with the body

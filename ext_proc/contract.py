@@ -21,6 +21,9 @@ CLIENT_API_HEADER = "x-switchboard-api"
 RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"
 RESPONSE_MODEL_HEADER = "x-switchboard-model"
 
+# Dynamic metadata key of the path the client called (before any attempt rewrote :path).
+CLIENT_PATH_KEY = "client_path"
+
 PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
 PROCESSOR_RESOURCE_NAME = "processor"
 

@@ -8,7 +8,7 @@ from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import LISTENER_NAME, ROUTE_CONFIG_NAME, GatewaySettings
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
-from ext_proc.contract import INTERNAL_HEADER_PREFIX, METADATA_NAMESPACE
+from ext_proc.contract import CLIENT_PATH_KEY, INTERNAL_HEADER_PREFIX, METADATA_NAMESPACE
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
@@ -63,6 +63,14 @@ def http_filters(policy: Policy) -> list[dict[str, Any]]:
                 "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 {"mutations": {"request_mutations": [
                     {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}}),
+        # The path the client called, kept where no attempt can rewrite it: the workers set
+        # :path for each provider on the one header map all attempts share, and the error
+        # schema of a failure after that must still be the client's.
+        _filter("envoy.filters.http.header_to_metadata",
+                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
+                {"request_rules": [{"header": ":path", "on_header_present": {
+                    "metadata_namespace": METADATA_NAMESPACE, "key": CLIENT_PATH_KEY,
+                    "type": "STRING"}, "remove": False}]}),
         # Bounds the body (413) before json_to_metadata buffers it.
         _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": policy.gateway.max_request_bytes}),

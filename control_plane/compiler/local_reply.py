@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ext_proc.contract import METADATA_NAMESPACE, ClientApi
+from ext_proc.contract import CLIENT_PATH_KEY, METADATA_NAMESPACE, ClientApi
 from ext_proc.errors import ERROR_KINDS
 
 UNKNOWN_MODEL_MESSAGE = (
@@ -16,8 +16,9 @@ UNKNOWN_MODEL_MESSAGE = (
 def local_reply_config() -> dict[str, Any]:
     mappers: list[dict[str, Any]] = []
     for api in ClientApi:
-        is_api = {"header_filter": {"header": {"name": ":path",
-                                               "string_match": {"prefix": api.path}}}}
+        is_api = {"metadata_filter": {"matcher": {
+            "filter": METADATA_NAMESPACE, "path": [{"key": CLIENT_PATH_KEY}],
+            "value": {"string_match": {"prefix": api.path}}}}}
         mappers.append(_mapper([is_api, _status(404), _has_model()], api, 404,
                                UNKNOWN_MODEL_MESSAGE, code="model_not_found"))
         for status in ERROR_KINDS:

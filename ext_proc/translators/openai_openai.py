@@ -9,6 +9,7 @@ import orjson
 
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest
+from ext_proc.translators.common import is_event_stream, is_success
 from ext_proc.translators.paths import join_path
 
 _SUFFIX = {ClientApi.OPENAI_CHAT: "/chat/completions", ClientApi.OPENAI_EMBEDDINGS: "/embeddings"}
@@ -25,7 +26,8 @@ class OpenAIToOpenAI:
         return UpstreamRequest(self._path, orjson.dumps({**body, "model": self._model}))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
-        return "none"
+        # A stream is watched so that a cut one ends with an error event (stream_guard).
+        return "streamed" if is_success(status) and is_event_stream(headers) else "none"
 
     def response_body(self, body: bytes) -> Translated:
         return Translated(None)
