@@ -15,7 +15,8 @@ attempt, so one request can make the first target fail and let the second one an
 | `truncate` | streams the first events, then ends the body cleanly without the terminator |
 | `slow:S` | waits S seconds, then answers normally |
 
-`fail-first:N:<fault>` applies <fault> to the first N requests that name it, then answers.
+`fail-first:N:<fault>` applies <fault> to the first N requests that name it, then answers;
+a `#tag` suffix (ignored otherwise) gives a test a counter of its own.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class FaultServer:
     def _fault(self, value: str) -> str:
         """The fault this request suffers; `fail-first:N:F` counts per header value."""
         if not value.startswith("fail-first:"):
-            return value
-        _, count, fault = value.split(":", 2)
+            return value.partition("#")[0]
+        _, count, fault = value.partition("#")[0].split(":", 2)
         seen = self._counts[value] = self._counts.get(value, 0) + 1
         return fault if seen <= int(count) else ""
 
