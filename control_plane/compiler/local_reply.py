@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ext_proc.contract import CLIENT_PATH_KEY, METADATA_NAMESPACE, ClientApi
+from ext_proc.contract import (
+    CLIENT_PATH_KEY,
+    METADATA_NAMESPACE,
+    PROCESSOR_FAILURE_STATUS,
+    ClientApi,
+)
 from ext_proc.errors import ERROR_KINDS
 
 UNKNOWN_MODEL_MESSAGE = (
@@ -13,18 +18,28 @@ UNKNOWN_MODEL_MESSAGE = (
 )
 
 
+PROCESSOR_FAILED_MESSAGE = (
+    "The gateway's request processor stopped while handling this request; try again.")
+
+
 def local_reply_config() -> dict[str, Any]:
     mappers: list[dict[str, Any]] = []
     for api in ClientApi:
         is_api = {"metadata_filter": {"matcher": {
             "filter": METADATA_NAMESPACE, "path": [{"key": CLIENT_PATH_KEY}],
             "value": {"string_match": {"prefix": api.path}}}}}
+        # Envoy's ext_proc filter answers its own failures with an empty body: the status it
+        # uses only for them says what happened, and the client sees a 503.
+        mappers.append({**_mapper([is_api, _status(PROCESSOR_FAILURE_STATUS)], api, 503,
+                                  PROCESSOR_FAILED_MESSAGE), "status_code": 503})
         mappers.append(_mapper([is_api, _status(404), _has_model()], api, 404,
                                UNKNOWN_MODEL_MESSAGE, code="model_not_found"))
         for status in ERROR_KINDS:
             mappers.append(_mapper([is_api, _status(status)], api, status, "%LOCAL_REPLY_BODY%"))
         mappers.append(_mapper([is_api, _status_at_least(500)], api, 500, "%LOCAL_REPLY_BODY%"))
         mappers.append(_mapper([is_api, _status_at_least(400)], api, 400, "%LOCAL_REPLY_BODY%"))
+    mappers.append({**_mapper([_status(PROCESSOR_FAILURE_STATUS)], ClientApi.OPENAI_CHAT, 503,
+                              PROCESSOR_FAILED_MESSAGE), "status_code": 503})
     for status in ERROR_KINDS:  # any other path answers in OpenAI's schema
         mappers.append(_mapper([_status(status)], ClientApi.OPENAI_CHAT, status,
                                "%LOCAL_REPLY_BODY%"))
