@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +14,8 @@ import httpx
 import pytest
 
 from tests.fakes.fault_server import FaultServer
+from tests.support.components import Components, wait_until
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.ports import free_port
 from tests.support.processes import children, worker_pids
 
 pytestmark = pytest.mark.integration
@@ -89,16 +87,6 @@ def _envoy_pid(gateway: Gateway) -> int:
     return pid
 
 
-def _wait(predicate: object, timeout_s: float) -> float:
-    """Seconds until predicate() holds; fails the test past timeout_s."""
-    assert callable(predicate)
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout_s, "condition not met in time"
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
 def test_a_killed_worker_is_restarted_and_serves_within_2s_without_restarting_envoy(
         gateway: Gateway) -> None:
     envoy = _envoy_pid(gateway)
@@ -107,12 +95,12 @@ def test_a_killed_worker_is_restarted_and_serves_within_2s_without_restarting_en
         time.sleep(0.3)
         killed_at = time.monotonic()
         os.kill(before["ext-proc-0"], signal.SIGKILL)
-        restarted = _wait(lambda: worker_pids(gateway.process.pid).get("ext-proc-0")
+        restarted = wait_until(lambda: worker_pids(gateway.process.pid).get("ext-proc-0")
                           not in (None, before["ext-proc-0"]), 2.0)
         new_pid = worker_pids(gateway.process.pid)["ext-proc-0"]
         log_start = len(gateway.log())
         # Serving again: the new process logs attempts of its own (round-robin reaches it).
-        _wait(lambda: '"worker":"ext-proc-0"' in gateway.log()[log_start:]
+        wait_until(lambda: '"worker":"ext-proc-0"' in gateway.log()[log_start:]
               and '"event":"attempt"' in gateway.log()[log_start:], 2.0 - restarted)
         served_after = time.monotonic() - killed_at
         time.sleep(0.3)
@@ -135,7 +123,7 @@ def test_an_attempt_whose_worker_dies_fails_closed_with_a_503_in_the_clients_sch
         f"{gateway.url}{path}", timeout=10, headers={"x-fault-upstream": "slow:1"},
         json={"model": "steady", "max_tokens": 5, "messages": HELLO})))
     request.start()
-    _wait(lambda: len(upstream.received) > 0 and upstream.received[-1].headers.get(
+    wait_until(lambda: len(upstream.received) > 0 and upstream.received[-1].headers.get(
         "x-fault-upstream") == "slow:1", 2.0)
     for pid in pids.values():  # whichever worker holds the attempt
         os.kill(pid, signal.SIGKILL)
@@ -146,7 +134,7 @@ def test_an_attempt_whose_worker_dies_fails_closed_with_a_503_in_the_clients_sch
     assert schema_key in body
     message = body["error"]["message"]
     assert "processor" in message.lower() or "ext_proc" in message.lower(), message
-    _wait(lambda: httpx.post(f"{gateway.url}/v1/chat/completions", timeout=5, json={
+    wait_until(lambda: httpx.post(f"{gateway.url}/v1/chat/completions", timeout=5, json={
         "model": "steady", "messages": HELLO}).status_code == 200, 3.0)
     upstream.received.clear()
 
@@ -163,7 +151,7 @@ def test_a_config_envoy_refuses_is_reported_and_the_old_one_serves(gateway: Gate
         assert isinstance(clients, list)
         return any(c["nacked"] for c in clients if c["node"].startswith("switchboard-"))
 
-    _wait(envoy_nacked, 5.0)
+    wait_until(envoy_nacked, 5.0)
     status = gateway.status()
     assert status["policy"]["version"] != version  # type: ignore[index]
     [envoy] = [c for c in status["clients"] if c["node"].startswith("switchboard-")]  # type: ignore[union-attr]
@@ -177,74 +165,13 @@ def test_a_config_envoy_refuses_is_reported_and_the_old_one_serves(gateway: Gate
         "model": "steady", "messages": HELLO}).status_code == 200
 
 
-class Components:
-    """The control plane, the worker pool and Envoy as separate processes, as the chart runs
-    them, so the control plane can be stopped and started on its own."""
-
-    def __init__(self, work: Path, policy: Path) -> None:
-        self.work, self.policy = work, policy
-        self.listener, self.xds, self.admin, self.envoy_admin = (free_port() for _ in range(4))
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener}"
-
-    def start(self, name: str, *args: str) -> None:
-        log = (self.work / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "control_plane", *args], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "SWITCHBOARD_WORK_DIR": str(self.work)},
-            cwd=Path(__file__).parents[2])
-
-    def start_control_plane(self) -> None:
-        self.start("control-plane", "control-plane", "--policy", str(self.policy),
-                   "--listen-host", "127.0.0.1", "--listener-host", "127.0.0.1",
-                   "--listener-port", str(self.listener), "--xds-port", str(self.xds),
-                   "--admin-port", str(self.admin))
-
-    def status(self) -> dict[str, object]:
-        result: dict[str, object] = httpx.get(f"http://127.0.0.1:{self.admin}/status",
-                                              timeout=2).json()
-        return result
-
-    def all_acked(self, count: int = 3) -> bool:
-        try:
-            status = self.status()
-        except httpx.HTTPError:
-            return False
-        version = status["policy"]["version"]  # type: ignore[index]
-        clients = status["clients"]
-        assert isinstance(clients, list)
-        return len(clients) == count and all(
-            set(c["acked"].values()) == {version} for c in clients)
-
-    def stop(self) -> None:
-        for process in reversed(self.processes.values()):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
 @pytest.fixture
 def components(upstream: FaultServer, tmp_path: Path) -> Iterator[Components]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(upstream=upstream.base_url))
     parts = Components(tmp_path, policy)
     try:
-        parts.start_control_plane()
-        sockets = tmp_path / "sockets"
-        parts.start("ext-proc", "ext-proc", "--workers", "2", "--socket-dir", str(sockets),
-                    "--xds-address", f"127.0.0.1:{parts.xds}")
-        _wait(lambda: len(list(sockets.glob("*.sock"))) == 2, 30)
-        parts.start("envoy", "envoy", "--xds-address", f"127.0.0.1:{parts.xds}",
-                    "--ext-proc-socket-dir", str(sockets), "--workers", "2",
-                    "--admin-port", str(parts.envoy_admin))
-        _wait(parts.all_acked, 30)
+        parts.start_all()
         yield parts
     finally:
         parts.stop()
@@ -261,11 +188,11 @@ def test_the_control_plane_restarts_under_load_and_nothing_fails(
         time.sleep(1.5)  # Envoy and the workers on their own, on the last policy
         served_while_down = len(traffic.statuses) - down_from
         components.start_control_plane()
-        resynced = _wait(components.all_acked, 10)
+        resynced = wait_until(components.all_acked, 10)
         # The resumed streams carry new policy again.
         components.policy.write_text(components.policy.read_text() + (
             "  fresh: {targets: [{provider: upstream, model: fresh-model}]}\n"))
-        _wait(lambda: httpx.post(f"{components.url}/v1/chat/completions", timeout=5, json={
+        wait_until(lambda: httpx.post(f"{components.url}/v1/chat/completions", timeout=5, json={
             "model": "fresh", "messages": HELLO}).status_code == 200, 5)
         time.sleep(0.3)
     assert served_while_down > 10
