@@ -24,8 +24,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 
 from tests.fakes.fault_server import FaultServer
@@ -44,6 +46,9 @@ defaults:
 models:
   direct: {{targets: [{{provider: backup}}]}}
   pair: {{targets: [{{provider: primary}}, {{provider: backup}}]}}
+  pair-no-back-off:
+    targets: [{{provider: primary}}, {{provider: backup}}]
+    retry_back_off: {{base_interval: 1ms, max_interval: 1ms}}
   refused: {{targets: [{{provider: gone}}, {{provider: backup}}]}}
 """
 Result = tuple[float, float, int]
@@ -75,6 +80,8 @@ def failover_latency(gateway: Gateway, rounds: int, per_round: int) -> dict[str,
     cases = {
         "healthy target first": ("direct", {}),
         "first target answers 503": ("pair", {"x-fault-primary": "503"}),
+        "first target answers 503, back-off 1 ms": ("pair-no-back-off",
+                                                     {"x-fault-primary": "503"}),
         "first target resets": ("pair", {"x-fault-primary": "reset"}),
         "first target refuses the connection": ("refused", {}),
     }
@@ -107,6 +114,16 @@ def kill_workers(gateway: Gateway, rate: float, seconds: float,
     return load.results(), restarts
 
 
+def _answers(parts: Components) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            parts.status()
+        except httpx.HTTPError:
+            return False
+        return True
+    return check
+
+
 def _socket_of(pid: int) -> str:
     arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     return arguments[arguments.index(b"--socket") + 1].decode()
@@ -122,7 +139,7 @@ def _accepts(path: str) -> bool:
 
 
 def restart_control_plane(work: Path, backup: FaultServer, rate: float,
-                          seconds: float) -> tuple[list[Result], float, float]:
+                          seconds: float) -> tuple[list[Result], float, float, float]:
     policy = work / "policy.yaml"
     policy.write_text(POLICY.format(primary=backup.base_url, backup=backup.base_url,
                                     closed=free_port()))
@@ -138,8 +155,9 @@ def restart_control_plane(work: Path, backup: FaultServer, rate: float,
         time.sleep(seconds * 0.25)
         down_for = time.monotonic() - down_at
         parts.start_control_plane()
-        resynced = wait_until(parts.all_acked, 15)
-        return load.results(), down_for, resynced
+        serving = wait_until(_answers(parts), 15)  # the process's own start
+        resynced = serving + wait_until(parts.all_acked, 15)
+        return load.results(), down_for, serving, resynced
     finally:
         parts.stop()
 
@@ -151,49 +169,69 @@ def _failures(results: list[Result]) -> str:
     return f"{sum(bad.values())} of {len(results)}" + (f" ({detail})" if detail else "")
 
 
+def report_latency(gateway: Gateway, rounds: int, per_round: int) -> None:
+    print(f"## Failover latency ({rounds} interleaved rounds of {per_round} sequential "
+          "requests per case, 20 requests/s)\n")
+    print("| case | p50 ms | p90 ms | added p50 ms |\n|---|---|---|---|")
+    latencies = failover_latency(gateway, rounds, per_round)
+    base = statistics.median(latencies["healthy target first"])
+    for name, values in latencies.items():
+        p50 = statistics.median(values)
+        print(f"| {name} | {p50:.2f} | {_percentile(values, 90):.2f} | {p50 - base:+.2f} |")
+
+
+def report_workers(gateway: Gateway, rate: float, seconds: float) -> None:
+    print(f"\n## ext_proc worker SIGKILLed 3 times under {rate:.0f} requests/s for "
+          f"{seconds:.0f} s (2 workers)\n")
+    print("| upstream latency | failed requests | killed worker serving again after |")
+    print("|---|---|---|")
+    for delay in (0.0, 0.1):
+        results, restarts = kill_workers(gateway, rate, seconds, delay)
+        print(f"| {delay * 1000:.0f} ms | {_failures(results)} | "
+              f"{', '.join(f'{r:.2f} s' for r in restarts)} |")
+
+
+def report_control_plane(work: Path, backup: FaultServer, rate: float, seconds: float) -> None:
+    print(f"\n## Control plane stopped and restarted under {rate:.0f} requests/s for "
+          f"{seconds:.0f} s\n")
+    results, down_for, serving, resynced = restart_control_plane(work, backup, rate, seconds)
+    print("| failed requests | down for | restarted process serves after | Envoy and both "
+          "workers ACKed again after |")
+    print("|---|---|---|---|")
+    print(f"| {_failures(results)} | {down_for:.1f} s | {serving:.2f} s | {resynced:.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.faults")
     parser.add_argument("--rate", type=float, default=100, help="requests/s of steady load")
     parser.add_argument("--seconds", type=float, default=8, help="length of each loaded run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=60)
+    parser.add_argument("--only", choices=["latency", "workers", "control-plane"])
     args = parser.parse_args()
+    run = {"latency", "workers", "control-plane"} if args.only is None else {args.only}
     primary, backup = FaultServer("primary").start(), FaultServer("backup").start()
-    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
-        work = Path(tmp)
-        (work / "up").mkdir()
-        gateway = start_gateway(POLICY.format(primary=primary.base_url, backup=backup.base_url,
-                                              closed=free_port()), work / "up")
-        try:
-            print(f"## Failover latency ({args.rounds} interleaved rounds of {args.per_round} "
-                  "sequential requests per case, 20 requests/s)\n")
-            print("| case | p50 ms | p90 ms | added p50 ms |\n|---|---|---|---|")
-            latencies = failover_latency(gateway, args.rounds, args.per_round)
-            base = statistics.median(latencies["healthy target first"])
-            for name, values in latencies.items():
-                p50 = statistics.median(values)
-                print(f"| {name} | {p50:.2f} | {_percentile(values, 90):.2f} | "
-                      f"{p50 - base:+.2f} |")
-            print(f"\n## ext_proc worker SIGKILLed 3 times under {args.rate:.0f} requests/s "
-                  f"for {args.seconds:.0f} s (2 workers)\n")
-            print("| upstream latency | failed requests | worker back (new process) in |")
-            print("|---|---|---|")
-            for delay in (0.0, 0.1):
-                results, restarts = kill_workers(gateway, args.rate, args.seconds, delay)
-                print(f"| {delay * 1000:.0f} ms | {_failures(results)} | "
-                      f"{', '.join(f'{r:.2f} s' for r in restarts)} |")
-        finally:
-            gateway.stop()
-        print(f"\n## Control plane stopped for {args.seconds * 0.25:.0f} s and restarted under "
-              f"{args.rate:.0f} requests/s for {args.seconds:.0f} s\n")
-        (work / "parts").mkdir()
-        results, down_for, resynced = restart_control_plane(work / "parts", backup, args.rate,
-                                                            args.seconds)
-        print("| failed requests | down for | Envoy and both workers ACK again after restart in |")
-        print("|---|---|---|")
-        print(f"| {_failures(results)} | {down_for:.1f} s | {resynced:.2f} s |")
-    primary.stop()
-    backup.stop()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+            work = Path(tmp)
+            (work / "up").mkdir()
+            (work / "parts").mkdir()
+            if run & {"latency", "workers"}:
+                gateway = start_gateway(POLICY.format(
+                    primary=primary.base_url, backup=backup.base_url, closed=free_port()),
+                    work / "up")
+                try:
+                    if "latency" in run:
+                        report_latency(gateway, args.rounds, args.per_round)
+                    if "workers" in run:
+                        report_workers(gateway, args.rate, args.seconds)
+                finally:
+                    gateway.stop()
+            if "control-plane" in run:
+                report_control_plane(work / "parts", backup, args.rate, args.seconds)
+    finally:
+        primary.stop()
+        backup.stop()
 
 
 if __name__ == "__main__":

@@ -202,7 +202,13 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
         # A worker that is restarting refuses the stream: open it on another worker.
         "grpc_service": {"envoy_grpc": {"cluster_name": EXT_PROC_CLUSTER}, "retry_policy": {
             "num_retries": 2, "retry_on": "connect-failure,refused-stream,unavailable",
-            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"}}},
+            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"},
+            # Round-robin alone may hand the retry to the dead worker again.
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host"
+                                          ".previous_hosts.v3.PreviousHostsPredicate"}}],
+            "host_selection_retry_max_attempts": 3}},
         # Fail closed: an attempt whose worker is gone is not sent unprocessed (it would
         # carry no credential and the client's key); the client gets a 503 in its schema.
         "failure_mode_allow": False,
