@@ -24,11 +24,6 @@ RESPONSE_MODEL_HEADER = "x-switchboard-model"
 # Dynamic metadata key of the path the client called (before any attempt rewrote :path).
 CLIENT_PATH_KEY = "client_path"
 
-# The status Envoy's upstream ext_proc filter answers with when its worker fails (stream
-# broken, refused, timed out). No provider or Envoy path uses 506 (Variant Also Negotiates);
-# the listener maps it to a 503 with a message of its own.
-PROCESSOR_FAILURE_STATUS = 506
-
 PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
 PROCESSOR_RESOURCE_NAME = "processor"
 

@@ -22,7 +22,6 @@ from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     CLIENT_API_HEADER,
     METADATA_NAMESPACE,
-    PROCESSOR_FAILURE_STATUS,
     PROVIDER_HEADER,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
@@ -212,7 +211,7 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
         # Fail closed: an attempt whose worker is gone is not sent unprocessed (it would
         # carry no credential and the client's key); the client gets a 503 in its schema.
         "failure_mode_allow": False,
-        "status_on_error": {"code": PROCESSOR_FAILURE_STATUS},
+        "status_on_error": {"code": "ServiceUnavailable"},
         "processing_mode": {
             "request_header_mode": "SEND",
             "request_body_mode": "BUFFERED",

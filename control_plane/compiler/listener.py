@@ -47,6 +47,7 @@ def access_log() -> dict[str, Any]:
         "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%",
         "provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:provider)%",
         "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
+        "details": "%RESPONSE_CODE_DETAILS%",
         "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%", "duration_ms": "%DURATION%",
         "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
         "bytes_in": "%BYTES_RECEIVED%", "bytes_out": "%BYTES_SENT%",

@@ -139,6 +139,24 @@ def test_an_attempt_whose_worker_dies_fails_closed_with_a_503_in_the_clients_sch
     upstream.received.clear()
 
 
+def test_a_hung_worker_times_out_with_a_504_in_the_clients_schema(gateway: Gateway) -> None:
+    pids = worker_pids(gateway.process.pid)
+    for pid in pids.values():
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = httpx.post(f"{gateway.url}/v1/messages", timeout=15, json={
+            "model": "steady", "max_tokens": 5, "messages": HELLO})
+        waited = time.monotonic() - started
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)
+    assert response.status_code == 504
+    assert response.json()["error"]["message"] == (
+        "The gateway's request processor did not answer in time; try again.")
+    assert 5 <= waited < 7  # the upstream ext_proc's message_timeout
+
+
 def test_a_config_envoy_refuses_is_reported_and_the_old_one_serves(gateway: Gateway) -> None:
     version = gateway.status()["policy"]["version"]  # type: ignore[index]
     policy = gateway.policy_path.read_text()
