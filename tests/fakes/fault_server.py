@@ -13,6 +13,7 @@ attempt, so one request can make the first target fail and let the second one an
 | `reset` | reads the request and resets the connection before any byte |
 | `break` | streams the first events, then resets the connection |
 | `truncate` | streams the first events, then ends the body cleanly without the terminator |
+| `stall` | streams the first events, then sends nothing more (until the connection closes) |
 | `slow:S` | waits S seconds, then answers normally |
 
 `fail-first:N:<fault>` applies <fault> to the first N requests that name it, then answers;
@@ -73,7 +74,7 @@ class FaultServer:
     def stop(self) -> None:
         if self._loop is None or self._server is None:
             return
-        self._server.close()
+        self._loop.call_soon_threadsafe(self._server.close)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     async def _connection(self, reader: asyncio.StreamReader,
@@ -113,7 +114,7 @@ class FaultServer:
                         {"retry-after": retry_after} if retry_after else {})
             return True
         if body.get("stream") is True:
-            return await self._stream(writer, body, anthropic, fault)
+            return await self._stream(reader, writer, body, anthropic, fault)
         payload = ((FIXTURES / "anthropic" / "responses" / "text.json").read_bytes()
                    if anthropic else orjson.dumps(chat_completion(body, self.name)))
         await _send(writer, 200, payload)
@@ -127,7 +128,8 @@ class FaultServer:
         seen = self._counts[value] = self._counts.get(value, 0) + 1
         return fault if seen <= int(count) else ""
 
-    async def _stream(self, writer: asyncio.StreamWriter, body: dict[str, Any],
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      body: dict[str, Any],
                       anthropic: bool, fault: str) -> bool:
         if anthropic:
             text = (FIXTURES / "anthropic" / "streams" / "text.sse").read_bytes()
@@ -137,13 +139,16 @@ class FaultServer:
             events.append(b"data: [DONE]\n\n")
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                      b"transfer-encoding: chunked\r\n\r\n")
-        cut = 3 if fault in ("break", "truncate") else len(events)
+        cut = 3 if fault in ("break", "truncate", "stall") else len(events)
         for event in events[:cut]:
             writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             await writer.drain()
             await asyncio.sleep(0.01)
         if fault == "break":
             _reset(writer)
+            return False
+        if fault == "stall":
+            await asyncio.wait_for(reader.read(), HANG_LIMIT_S)
             return False
         writer.write(b"0\r\n\r\n")
         await writer.drain()

@@ -251,16 +251,21 @@ def test_the_openai_sdk_raises_on_a_cut_stream(gateway: Gateway) -> None:
         list(stream)
 
 
-def test_a_stream_reset_midway_resets_the_client_connection(gateway: Gateway) -> None:
+@pytest.mark.parametrize("fault", ["break", "stall"])
+def test_a_stream_reset_or_stalled_midway_resets_the_client_connection(
+        gateway: Gateway, fault: str) -> None:
     received: list[bytes] = []
 
     def read() -> None:
         with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=10,
-                          headers={"x-fault-primary": "break"},
+                          headers={"x-fault-primary": fault},
                           json={"model": "solo", "stream": True, "messages": HELLO}) as response:
             received.extend(response.iter_bytes())
 
+    started = time.monotonic()
     with pytest.raises(httpx.RemoteProtocolError):
         read()
+    if fault == "stall":  # cut by the per-try idle timeout, not by the provider
+        assert IDLE_TIMEOUT_S <= time.monotonic() - started < IDLE_TIMEOUT_S + 2
     assert b"".join(received).startswith(b"data: ")
     assert b"[DONE]" not in b"".join(received)
