@@ -31,7 +31,10 @@ def bootstrap(settings: BootstrapSettings) -> dict[str, Any]:
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                # Envoy's own reconnect back-off grows to 30 s; a restarted control plane
+                # should see Envoy again within about two.
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER, "retry_policy": {
+                    "retry_back_off": {"base_interval": "0.25s", "max_interval": "2s"}}}}],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -40,6 +41,7 @@ from ext_proc.credentials import (
 from ext_proc.meter import estimated_usage, format_usd, price, token_usage
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
+from ext_proc.stream_guard import StreamGuard
 from ext_proc.translators.base import (
     Backend,
     BodyMode,
@@ -74,7 +76,7 @@ class Attempt:
         self._provider: ProviderView | None = None
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
-        self._response_mode: BodyMode = "none"
+        self._guard: StreamGuard | None = None
         self.outcome = ""
         # Metering: what was sent, what came back, when.
         self._started_at = datetime.now(UTC)
@@ -89,10 +91,13 @@ class Attempt:
 
     def summary(self) -> dict[str, str]:
         """The fields of this attempt's log line."""
+        outcome = self.outcome
+        if self._guard is not None and not self._guard.finished:
+            outcome += " cut"  # the stream ended without its end: a reset mid-stream
         return {"api": self._api.value,
                 "provider": self._provider.name if self._provider else "",
                 "model": self._request_headers.get(TARGET_MODEL_HEADER, ""),
-                "outcome": self.outcome}
+                "outcome": outcome}
 
     def handle(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -186,7 +191,6 @@ class Attempt:
         self.outcome = str(status)
         self._status = status
         mode: BodyMode = self._translator.response_body_mode(status, response_headers)
-        self._response_mode = mode
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if mode == "streamed":
             # A streamed body may be rewritten chunk by chunk: its length is not known ahead,
@@ -197,6 +201,8 @@ class Attempt:
                 header_mutation(sse, ["content-length"]))
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
+        if mode == "streamed":
+            self._guard = StreamGuard(self._api)
         return reply
 
     def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
@@ -204,11 +210,14 @@ class Attempt:
         common = ep.CommonResponse()
         if self._first_byte is None:
             self._first_byte = time.monotonic()
-        if self._response_mode == "streamed":
+        if self._guard is not None:
             translated = self._translator.response_chunk(body.body, body.end_of_stream)
             self._events += body.body.count(b"data:")
             self._usage = translated.usage or self._usage
             self._finished = body.end_of_stream
+            sent = body.body if translated.body is None else translated.body
+            if tail := self._guard.watch(sent, body.end_of_stream):
+                translated = replace(translated, body=sent + tail)
         else:
             translated = self._translator.response_body(body.body)
             self._usage, self._finished = translated.usage, True
@@ -267,7 +276,7 @@ class Attempt:
             status=self._status, outcome=outcome,
             latency_s=time.monotonic() - self._started,
             ttft_s=(self._first_byte - self._started
-                    if self._first_byte is not None and self._response_mode == "streamed"
+                    if self._first_byte is not None and self._guard is not None
                     else None),
             attempt=int(attempt) if attempt.isdigit() else 1)
 

@@ -38,6 +38,9 @@ RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"
 RESPONSE_MODEL_HEADER = "x-switchboard-model"
 COST_HEADER = "x-switchboard-cost-usd"
 
+# Dynamic metadata key of the path the client called (before any attempt rewrote :path).
+CLIENT_PATH_KEY = "client_path"
+
 PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
 PROCESSOR_RESOURCE_NAME = "processor"
 

@@ -7,9 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from control_plane.compiler.failover import resolve
 from control_plane.compiler.settings import EXT_PROC_CLUSTER, GatewaySettings
 from control_plane.policy import Policy
-from control_plane.policy.models import MockProvider, ModelRoute, Provider
+from control_plane.policy.models import (
+    CircuitBreakers,
+    MockProvider,
+    ModelRoute,
+    OutlierDetection,
+    Provider,
+    Target,
+)
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     BUDGET_WARNING_HEADER,
@@ -25,6 +33,8 @@ from ext_proc.contract import (
 )
 
 TLS_MATCH_KEY = "envoy.transport_socket_match"
+# In percent: even one healthy target in 1000 keeps all of a priority's traffic.
+_NEVER_SPILL = 100_000
 
 
 def cluster_name(model: str) -> str:
@@ -58,16 +68,16 @@ def provider_address(provider: Provider, settings: GatewaySettings) -> Address:
 
 def model_cluster(name: str, route: ModelRoute, policy: Policy,
                   settings: GatewaySettings) -> dict[str, Any]:
+    failover = resolve(route, policy.defaults)
     priorities: list[list[dict[str, Any]]] = []
     addresses = []
-    for target in route.targets:
+    for target, priority in _placed(route):
         address = provider_address(policy.providers[target.provider], settings)
         addresses.append(address)
         endpoint = _endpoint(target.provider, target.model or name, address, target.weight)
-        if route.strategy == "weighted" and priorities:
-            priorities[0].append(endpoint)
-        else:
-            priorities.append([endpoint])
+        if priority == len(priorities):
+            priorities.append([])
+        priorities[priority].append(endpoint)
     cluster: dict[str, Any] = {
         "name": cluster_name(name),
         "alt_stat_name": "model_" + "".join(c if c.isalnum() else "_" for c in name),
@@ -78,10 +88,12 @@ def model_cluster(name: str, route: ModelRoute, policy: Policy,
         "load_assignment": {
             "cluster_name": cluster_name(name),
             "endpoints": [{"priority": p, "lb_endpoints": eps} for p, eps in enumerate(priorities)],
+            # Envoy moves a share of a priority's traffic to the next one as soon as some of
+            # its hosts are ejected (by 1.4 x the healthy fraction). A weighted split must keep
+            # its traffic while any of its targets is healthy; fallbacks are for failures.
+            "policy": {"overprovisioning_factor": _NEVER_SPILL},
         },
-        "circuit_breakers": {"thresholds": [{
-            "max_connections": 100_000, "max_pending_requests": 100_000,
-            "max_requests": 100_000, "max_retries": 10_000}]},
+        "circuit_breakers": {"thresholds": [_thresholds(failover.circuit_breakers)]},
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": any_of(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {
@@ -91,10 +103,44 @@ def model_cluster(name: str, route: ModelRoute, policy: Policy,
                 }),
         },
     }
+    if failover.outlier_detection.enabled:
+        cluster["outlier_detection"] = _outlier_detection(failover.outlier_detection)
     tls_hosts = sorted({a.host for a in addresses if a.tls})
     if tls_hosts:
         cluster["transport_socket_matches"] = [_tls_match(host, settings) for host in tls_hosts]
     return cluster
+
+
+def _placed(route: ModelRoute) -> list[tuple[Target, int]]:
+    """Each target with its Envoy priority: fallback targets one after another; a weighted
+    split shares priority 0 and its fallbacks follow."""
+    if route.strategy == "weighted":
+        return ([(t, 0) for t in route.targets]
+                + [(t, i + 1) for i, t in enumerate(route.fallbacks)])
+    return [(t, i) for i, t in enumerate(route.targets)]
+
+
+def _thresholds(limits: CircuitBreakers) -> dict[str, Any]:
+    return {"max_connections": limits.max_connections,
+            "max_pending_requests": limits.max_pending_requests,
+            "max_requests": limits.max_requests, "max_retries": limits.max_retries}
+
+
+def _outlier_detection(settings: OutlierDetection) -> dict[str, Any]:
+    return {
+        # Local failures (refused connections, resets, timeouts) count as 5xx: a provider that
+        # cannot be reached is skipped like one that answers 500.
+        "consecutive_5xx": settings.consecutive_5xx,
+        "consecutive_gateway_failure": settings.consecutive_gateway_errors,
+        "enforcing_consecutive_5xx": 100,
+        "enforcing_consecutive_gateway_failure": 100,
+        # Ejections come from consecutive errors only; a success-rate verdict needs volumes
+        # that most models never see.
+        "enforcing_success_rate": 0,
+        "interval": f"{settings.interval:.3f}s",
+        "base_ejection_time": f"{settings.base_ejection_time:.3f}s",
+        "max_ejection_percent": settings.max_ejection_percent,
+    }
 
 
 def _endpoint(provider: str, model: str, address: Address, weight: int) -> dict[str, Any]:
@@ -165,8 +211,17 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
                                                "value": UPSTREAM_SITE}],
                          "retry_policy": {
             "num_retries": 2, "retry_on": "connect-failure,refused-stream,unavailable",
-            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"}}},
+            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"},
+            # Round-robin alone may hand the retry to the dead worker again.
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host"
+                                          ".previous_hosts.v3.PreviousHostsPredicate"}}],
+            "host_selection_retry_max_attempts": 3}},
+        # Fail closed: an attempt whose worker is gone is not sent unprocessed (it would
+        # carry no credential and the client's key); the client gets a 503 in its schema.
         "failure_mode_allow": False,
+        "status_on_error": {"code": "ServiceUnavailable"},
         "processing_mode": {
             "request_header_mode": "SEND",
             "request_body_mode": "BUFFERED",

@@ -14,6 +14,7 @@ from control_plane.compiler.settings import (
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
+    CLIENT_PATH_KEY,
     INTERNAL_HEADER_PREFIX,
     METADATA_NAMESPACE,
     RESERVATION_METADATA_KEY,
@@ -60,6 +61,7 @@ def access_log() -> dict[str, Any]:
         "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%",
         "provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:provider)%",
         "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
+        "details": "%RESPONSE_CODE_DETAILS%",
         "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%", "duration_ms": "%DURATION%",
         "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
         "bytes_in": "%BYTES_RECEIVED%", "bytes_out": "%BYTES_SENT%",
@@ -125,6 +127,14 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
                 "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 {"mutations": {"request_mutations": [
                     {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}}),
+        # The path the client called, kept where no attempt can rewrite it: the workers set
+        # :path for each provider on the one header map all attempts share, and the error
+        # schema of a failure after that must still be the client's.
+        _filter("envoy.filters.http.header_to_metadata",
+                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
+                {"request_rules": [{"header": ":path", "on_header_present": {
+                    "metadata_namespace": METADATA_NAMESPACE, "key": CLIENT_PATH_KEY,
+                    "type": "STRING"}, "remove": False}]}),
         # Bounds the body (413) before json_to_metadata buffers it.
         _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": policy.gateway.max_request_bytes}),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ext_proc.contract import METADATA_NAMESPACE, ClientApi
+from control_plane.xds.resources import any_of
+from ext_proc.contract import CLIENT_PATH_KEY, METADATA_NAMESPACE, ClientApi
 from ext_proc.errors import ERROR_KINDS
 
 UNKNOWN_MODEL_MESSAGE = (
@@ -13,21 +14,50 @@ UNKNOWN_MODEL_MESSAGE = (
 )
 
 
+PROCESSOR_FAILED_MESSAGE = (
+    "The gateway's request processor stopped while handling this request; try again.")
+PROCESSOR_TIMEOUT_MESSAGE = (
+    "The gateway's request processor did not answer in time; try again.")
+# Envoy's ext_proc filter answers its own failures (stream broken or refused, no reply within
+# message_timeout) with an empty body; its response code details say which it was.
+_PROCESSOR_TIMED_OUT = "response.code_details == 'ext_proc_error_per-message_timeout_exceeded'"
+_PROCESSOR_FAILED = "response.code_details.startsWith('ext_proc_error')"
+
+
 def local_reply_config() -> dict[str, Any]:
     mappers: list[dict[str, Any]] = []
     for api in ClientApi:
-        is_api = {"header_filter": {"header": {"name": ":path",
-                                               "string_match": {"prefix": api.path}}}}
+        is_api = {"metadata_filter": {"matcher": {
+            "filter": METADATA_NAMESPACE, "path": [{"key": CLIENT_PATH_KEY}],
+            "value": {"string_match": {"prefix": api.path}}}}}
+        mappers.extend(_processor_failures([is_api], api))
         mappers.append(_mapper([is_api, _status(404), _has_model()], api, 404,
                                UNKNOWN_MODEL_MESSAGE, code="model_not_found"))
         for status in ERROR_KINDS:
             mappers.append(_mapper([is_api, _status(status)], api, status, "%LOCAL_REPLY_BODY%"))
         mappers.append(_mapper([is_api, _status_at_least(500)], api, 500, "%LOCAL_REPLY_BODY%"))
         mappers.append(_mapper([is_api, _status_at_least(400)], api, 400, "%LOCAL_REPLY_BODY%"))
+    mappers.extend(_processor_failures([], ClientApi.OPENAI_CHAT))
     for status in ERROR_KINDS:  # any other path answers in OpenAI's schema
         mappers.append(_mapper([_status(status)], ClientApi.OPENAI_CHAT, status,
                                "%LOCAL_REPLY_BODY%"))
     return {"mappers": mappers}
+
+
+def _processor_failures(filters: list[dict[str, Any]], api: ClientApi) -> list[dict[str, Any]]:
+    return [
+        {**_mapper([*filters, _cel(_PROCESSOR_TIMED_OUT)], api, 504, PROCESSOR_TIMEOUT_MESSAGE),
+         "status_code": 504},
+        {**_mapper([*filters, _cel(_PROCESSOR_FAILED)], api, 503, PROCESSOR_FAILED_MESSAGE),
+         "status_code": 503},
+    ]
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    return {"extension_filter": {
+        "name": "envoy.access_loggers.extension_filters.cel",
+        "typed_config": any_of("envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                               {"expression": expression})}}
 
 
 def _mapper(filters: list[dict[str, Any]], api: ClientApi, status: int, message: str,

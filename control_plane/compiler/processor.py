@@ -44,7 +44,7 @@ def processor_config(policy: Policy) -> dict[str, Any]:
         providers[name] = entry
     models = {
         name: {"targets": [{"provider": t.provider, "model": t.model or name}
-                           for t in route.targets]}
+                           for t in route.all_targets]}
         for name, route in policy.models.items()
     }
     teams = {

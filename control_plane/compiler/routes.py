@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from control_plane.compiler.clusters import cluster_name
+from control_plane.compiler.failover import resolve
 from control_plane.compiler.retries import retry_policy
 from control_plane.compiler.settings import ROUTE_CONFIG_NAME
 from control_plane.policy import Policy
@@ -89,7 +90,7 @@ def _model_route(api: ClientApi, name: str, route: ModelRoute, policy: Policy) -
         "cluster": cluster_name(name),
         "timeout": _seconds(route.timeout or policy.defaults.timeout),
     }
-    if (retries := retry_policy(route, policy.defaults)) is not None:
+    if (retries := retry_policy(resolve(route, policy.defaults))) is not None:
         action["retry_policy"] = retries
     return {
         "match": {"path": api.path, "dynamic_metadata": [_metadata_is("model", name)]},

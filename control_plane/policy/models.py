@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from control_plane.policy.durations import ByteSize, Duration
 
@@ -168,13 +168,68 @@ class Target(Strict):
     weight: int = Field(default=1, ge=1, le=10_000)
 
 
+class RetryBackOff(Strict):
+    """Exponential back-off with full jitter between attempts; `retry-after` replaces it."""
+
+    base_interval: Duration = 0.025
+    max_interval: Duration = 0.25
+    # A provider's retry-after up to this long is waited for; a longer one is ignored and the
+    # next attempt goes out after the exponential back-off. null: never wait for retry-after.
+    retry_after_max: Duration | None = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryBackOff:
+        if self.max_interval < self.base_interval:
+            raise ValueError("max_interval must not be shorter than base_interval")
+        return self
+
+
+class OutlierDetection(Strict):
+    """Skip a target that keeps failing, for a while, instead of paying a failed attempt on
+    every request. Connection failures, resets and timeouts count as 5xx."""
+
+    enabled: bool = True
+    consecutive_5xx: int = Field(default=5, ge=1, le=10_000)
+    consecutive_gateway_errors: int = Field(default=5, ge=1, le=10_000)
+    interval: Duration = 10.0
+    base_ejection_time: Duration = 30.0
+    max_ejection_percent: int = Field(default=50, ge=0, le=100)
+
+
+class CircuitBreakers(Strict):
+    """Per-model concurrency limits; past them Envoy answers 503 at once (overflow)."""
+
+    max_connections: int = Field(default=100_000, ge=1)
+    max_pending_requests: int = Field(default=100_000, ge=1)
+    max_requests: int = Field(default=100_000, ge=1)
+    max_retries: int = Field(default=10_000, ge=0)
+
+
 class ModelRoute(Strict):
     strategy: Literal["fallback", "weighted"] = "fallback"
     targets: list[Target] = Field(min_length=1)
+    # Weighted only: tried in order, each after the one before, once a weighted attempt failed.
+    fallbacks: list[Target] = Field(default_factory=list)
     fallback_on: list[FallbackCondition] | None = None
     timeout: Duration | None = None
     per_try_timeout: Duration | None = None
+    per_try_idle_timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=10)
+    # Fields left out inherit from `defaults`, one by one.
+    retry_back_off: RetryBackOff | None = None
+    outlier_detection: OutlierDetection | None = None
+    circuit_breakers: CircuitBreakers | None = None
+
+    @model_validator(mode="after")
+    def _fallbacks_need_weights(self) -> ModelRoute:
+        if self.fallbacks and self.strategy != "weighted":
+            raise ValueError("fallbacks go with strategy: weighted; with strategy: fallback "
+                             "list every target in targets, in order")
+        return self
+
+    @property
+    def all_targets(self) -> list[Target]:
+        return [*self.targets, *self.fallbacks]
 
 
 class Defaults(Strict):
@@ -182,9 +237,13 @@ class Defaults(Strict):
 
     timeout: Duration = 300.0
     per_try_timeout: Duration | None = None
+    per_try_idle_timeout: Duration | None = None
     fallback_on: list[FallbackCondition] = Field(
         default_factory=lambda: list(DEFAULT_FALLBACK_ON))
     retries: int = Field(default=0, ge=0, le=10)
+    retry_back_off: RetryBackOff = Field(default_factory=RetryBackOff)
+    outlier_detection: OutlierDetection = Field(default_factory=OutlierDetection)
+    circuit_breakers: CircuitBreakers = Field(default_factory=CircuitBreakers)
 
 
 class Gateway(Strict):
@@ -303,18 +362,18 @@ class Policy(Strict):
 def reference_issues(policy: Policy) -> Iterator[tuple[Loc, str]]:
     """Fields that name something the policy does not define."""
     for model_name, route in policy.models.items():
-        for index, target in enumerate(route.targets):
-            if target.provider not in policy.providers:
-                known = ", ".join(sorted(policy.providers)) or "none"
-                yield (
-                    ("models", model_name, "targets", index, "provider"),
-                    f"unknown provider {target.provider!r} (defined: {known})",
-                )
-            if target.model is not None and not _MODEL_NAME.match(target.model):
-                yield (
-                    ("models", model_name, "targets", index, "model"),
-                    f"model name {target.model!r} must match {_MODEL_NAME.pattern}",
-                )
+        for field_name in ("targets", "fallbacks"):
+            for index, target in enumerate(getattr(route, field_name)):
+                yield from _target_issues(policy, (
+                    "models", model_name, field_name, index), target)
+
+
+def _target_issues(policy: Policy, loc: Loc, target: Target) -> Iterator[tuple[Loc, str]]:
+    if target.provider not in policy.providers:
+        known = ", ".join(sorted(policy.providers)) or "none"
+        yield (*loc, "provider"), f"unknown provider {target.provider!r} (defined: {known})"
+    if target.model is not None and not _MODEL_NAME.match(target.model):
+        yield (*loc, "model"), f"model name {target.model!r} must match {_MODEL_NAME.pattern}"
 
 
 def access_issues(policy: Policy) -> Iterator[tuple[Loc, str]]:
