@@ -10,12 +10,11 @@ from typing import Protocol
 
 import grpc
 import structlog
-from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.policy import Policy, PolicyError, load_documents
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.server import AggregatedDiscoveryService
+from control_plane.xds.server import AggregatedDiscoveryService, add_to_server
 
 log = structlog.get_logger("control_plane")
 
@@ -69,8 +68,7 @@ class ControlPlane:
 
     async def serve_xds(self, host: str, port: int) -> grpc.aio.Server:
         server = grpc.aio.server(options=[("grpc.max_send_message_length", 256 * 1024 * 1024)])
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-            AggregatedDiscoveryService(self.cache), server)
+        add_to_server(AggregatedDiscoveryService(self.cache), server)
         server.add_insecure_port(f"{host}:{port}")
         await server.start()
         log.info("xds serving", address=f"{host}:{port}")

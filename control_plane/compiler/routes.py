@@ -18,10 +18,20 @@ from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ClientApi
 SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS, ClientApi.ANTHROPIC_MESSAGES)
 
 
+# Envoy refuses direct responses over 4 KiB unless told otherwise; the model lists grow with
+# the policy (about 80 bytes a model).
+_DIRECT_RESPONSE_FLOOR = 4096
+
+
 def route_configuration(policy: Policy) -> dict[str, Any]:
+    hosts = [_mock_host(), _gateway_host(policy)]
+    largest = max((len(route["direct_response"]["body"]["inline_string"].encode())
+                   for host in hosts for route in host["routes"] if "direct_response" in route),
+                  default=0)
     return {
         "name": ROUTE_CONFIG_NAME,
-        "virtual_hosts": [_mock_host(), _gateway_host(policy)],
+        "virtual_hosts": hosts,
+        "max_direct_response_body_size_bytes": max(_DIRECT_RESPONSE_FLOOR, largest),
     }
 
 

@@ -3,6 +3,10 @@
 One stream per client. Every snapshot change is pushed in PUSH_ORDER to each type the client
 subscribed to. ACKs and NACKs are recorded per client; a NACK keeps the client on its last
 good config, and nothing is re-sent until the next snapshot.
+
+Responses leave as bytes: the snapshot serializes each response body once and every stream
+only appends its nonce (see `Snapshot.response_body`); register the service with
+`add_to_server`, which sends those bytes as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import structlog
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from control_plane.xds.cache import SNAPSHOT_CHANGED, ClientStatus, SnapshotCache
-from control_plane.xds.resources import PUSH_ORDER, pack
+from control_plane.xds.resources import PUSH_ORDER
 from control_plane.xds.snapshot import Snapshot
 
 log = structlog.get_logger("xds")
@@ -47,7 +51,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         stream_id = next(self._stream_ids)
         events: asyncio.Queue[object] = asyncio.Queue()
         reader = asyncio.create_task(_read_requests(request_iterator, events))
@@ -93,9 +97,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             stream.status.nacked.pop(type_url, None)
         return [type_url] if names_changed or not request.response_nonce else []
 
-    def _responses(
-        self, stream: _Stream, types: list[str]
-    ) -> list[discovery_pb2.DiscoveryResponse]:
+    def _responses(self, stream: _Stream, types: list[str]) -> list[bytes]:
         snapshot = self._cache.snapshot
         if snapshot is None:
             return []
@@ -110,16 +112,22 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         return responses
 
 
-def _response(snapshot: Snapshot, type_url: str,
-              subscription: _Subscription) -> discovery_pb2.DiscoveryResponse:
-    resources = snapshot.of_type(type_url)
-    names = sorted(subscription.names) if subscription.names else sorted(resources)
-    return discovery_pb2.DiscoveryResponse(
-        version_info=snapshot.version,
-        type_url=type_url,
-        nonce=subscription.nonce,
-        resources=[pack(resources[n]) for n in names if n in resources],
+def _response(snapshot: Snapshot, type_url: str, subscription: _Subscription) -> bytes:
+    nonce: bytes = discovery_pb2.DiscoveryResponse(nonce=subscription.nonce).SerializeToString()
+    return snapshot.response_body(type_url, subscription.names) + nonce
+
+
+def add_to_server(service: AggregatedDiscoveryService, server: grpc.aio.Server) -> None:
+    """Register `service` like the generated helper does, but with responses that are
+    already serialized."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        service.StreamAggregatedResources,
+        request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+        response_serializer=bytes,
     )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "envoy.service.discovery.v3.AggregatedDiscoveryService",
+        {"StreamAggregatedResources": handler}),))
 
 
 async def _read_requests(requests: AsyncIterator[discovery_pb2.DiscoveryRequest],

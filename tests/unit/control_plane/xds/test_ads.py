@@ -14,15 +14,17 @@ from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.policy import load_documents
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.resources import CLUSTER
-from control_plane.xds.server import AggregatedDiscoveryService
+from control_plane.xds.server import AggregatedDiscoveryService, add_to_server
 from control_plane.xds.snapshot import Snapshot
 
 POLICY = "providers: {{demo: {{kind: mock}}}}\nmodels: {{{models}}}\n"
 
 
 def snapshot(*models: str) -> Snapshot:
-    text = POLICY.format(models=", ".join(f"{m}: {{targets: [{{provider: demo}}]}}"
-                                          for m in models))
+    """Models with a fallback target, so that each has a cluster of its own."""
+    text = POLICY.format(models=", ".join(
+        f"{m}: {{targets: [{{provider: demo}}, {{provider: demo, model: alt}}]}}"
+        for m in models))
     return compile_policy(load_documents({"p.yaml": text}), GatewaySettings())
 
 
@@ -49,8 +51,7 @@ Served = tuple[SnapshotCache, ads_pb2_grpc.AggregatedDiscoveryServiceStub]
 async def served() -> AsyncIterator[Served]:
     cache = SnapshotCache()
     server = grpc.aio.server()
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache), server)
+    add_to_server(AggregatedDiscoveryService(cache), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -108,3 +109,24 @@ async def test_a_stale_nonce_gets_no_answer(
 def test_versions_derive_from_content() -> None:
     assert snapshot("a", "b").version == snapshot("b", "a").version
     assert snapshot("a").version != snapshot("b").version
+
+
+async def test_every_stream_gets_each_push(served: Served) -> None:
+    """Streams share one serialized body per snapshot; each still gets its own nonce."""
+    cache, stub = served
+    cache.set(snapshot("a"))
+    clients = [Client(stub) for _ in range(5)]
+    for index, client in enumerate(clients):
+        client.send(node={"id": f"envoy-{index}"})
+    first = [await client.receive() for client in clients]
+    for client, response in zip(clients, first, strict=True):
+        client.send(version_info=response.version_info, response_nonce=response.nonce)
+    await asyncio.sleep(0.05)
+    second = snapshot("a", "b")
+    cache.set(second)
+    pushed = [await client.receive() for client in clients]
+    assert {p.version_info for p in pushed} == {second.version}
+    assert all(len(p.resources) == 2 for p in pushed)
+    assert all(p.nonce and p.nonce != f.nonce for p, f in zip(pushed, first, strict=True))
+    for client in clients:
+        client.call.cancel()

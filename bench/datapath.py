@@ -1,0 +1,334 @@
+"""The data path: plain Envoy and Switchboard in front of the same fake upstream, loaded by wrk.
+
+Runs are interleaved (plain, Switchboard, plain, Switchboard, ...) so that both see the same
+background load, and results are reported as ratios against plain Envoy from the same run.
+CPU seconds per request come from /proc/PID/stat of every process on the path; RSS from
+/proc/PID/statm after each run. Everything listens on loopback and every run is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from bench import fakes
+from bench.policy import PolicyShape, model_name
+from bench.procstat import children, command_line, sample
+from control_plane.envoy_process import envoy_binary
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    plain_path: str  # the fake upstream's path, reached through plain Envoy
+    model: str  # what Switchboard's client asks for, on /v1/chat/completions
+    stream: bool = False
+
+
+SCENARIOS = {
+    "openai": Scenario("openai", fakes.OPENAI_BASE + "/chat/completions", "bench-openai"),
+    "translated": Scenario("translated", fakes.ANTHROPIC_BASE + "/v1/messages",
+                           "bench-anthropic"),
+    "stream": Scenario("stream", fakes.STREAM_BASE + "/chat/completions", "bench-stream",
+                       stream=True),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
+                        choices=list(SCENARIOS))
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--rounds", type=int, default=2, help="runs per target, interleaved")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
+    parser.add_argument("--workers", type=int, default=2, help="ext_proc worker processes")
+    parser.add_argument("--filler-models", type=int, default=100,
+                        help="models in the policy besides the three the load asks for")
+    parser.add_argument("--full-path", action="store_true",
+                        help="add teams, gateway keys and budgets to the policy")
+    parser.add_argument("--log-level", default="info",
+                        help="Switchboard's log level (info logs one line per attempt)")
+    parser.add_argument("--label", default="", help="what this run measures (recorded)")
+    parser.add_argument("--name", default="datapath", help="results file: results/NAME.json")
+
+
+def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
+    base = f"http://127.0.0.1:{upstream_port}"
+    shape = PolicyShape(models=filler, openai_url=base + fakes.OPENAI_BASE,
+                        anthropic_url=base + fakes.ANTHROPIC_BASE, full_path=full_path)
+    from bench.policy import generate
+
+    policy = yaml.safe_load(generate(shape))
+    policy["providers"]["openai-stream"] = {"kind": "openai",
+                                            "base_url": base + fakes.STREAM_BASE}
+    policy["models"] = {
+        "bench-openai": {"targets": [{"provider": "openai", "model": "gpt-4o-mini"}]},
+        "bench-anthropic": {"targets": [{"provider": "anthropic",
+                                         "model": "claude-sonnet-4-5"}]},
+        "bench-stream": {"targets": [{"provider": "openai-stream"}]},
+        **policy["models"],
+    }
+    assert model_name(0) in policy["models"] or filler == 0
+    return yaml.safe_dump(policy, sort_keys=False, width=200)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.getuid() == 0 else ["sudo"]
+    print("wrk is missing: installing the Debian package", file=sys.stderr)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=False,
+                   timeout=300, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed and could not be installed (apt-get install wrk)")
+    return found
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    pids: dict[str, int]  # role -> pid, every process on the request path
+
+
+def _http(url: str, body: bytes | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except OSError:
+        return 0, b""
+
+
+def _wait(check: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready in {timeout_s}s")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _envoy(config: dict[str, Any], work: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = (work / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        [envoy_binary(), "-c", str(path), "--base-id", str(free_port()), "--log-level", "warn"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        _stop(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def _switchboard(policy: str, work: Path, workers: int, log_level: str) -> Iterator[Target]:
+    policy_path = work / "policy.yaml"
+    policy_path.write_text(policy)
+    ports = [free_port() for _ in range(4)]
+    log = (work / "switchboard.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "control_plane", "up", "--policy", str(policy_path),
+         "--workers", str(workers), "--listener-port", str(ports[0]), "--xds-port",
+         str(ports[1]), "--admin-port", str(ports[2]), "--envoy-admin-port", str(ports[3]),
+         "--log-level", log_level],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        url = f"http://127.0.0.1:{ports[0]}"
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"switchboard exited:\n{(work / 'switchboard.log').read_text()}")
+            status, body = _http(f"http://127.0.0.1:{ports[2]}/status")
+            if status != 200 or _http(url + "/v1/models")[0] != 200:
+                return False
+            clients = orjson.loads(body)["clients"]
+            workers_acked = [c for c in clients if c["node"].startswith("ext-proc-")
+                             and c["acked"]]
+            return len(workers_acked) == workers
+        _wait(ready, "switchboard")
+        pids = {"control_plane": process.pid}
+        for pid in children(process.pid):
+            argv = command_line(pid)
+            if argv and argv[0].endswith("envoy"):
+                pids["envoy"] = pid
+            elif "ext_proc.worker" in argv:
+                pids[f"worker-{argv[argv.index('--node-id') + 1].rsplit('-', 1)[-1]}"] = pid
+        yield Target("switchboard", url, pids)
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_LATENCY = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(binary: str, url: str, body: bytes, connections: int, duration: float,
+        work: Path) -> dict[str, Any]:
+    body_path = work / "body.json"
+    body_path.write_bytes(body)
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = io.open("{body_path}", "rb")\n'
+        'wrk.body = f:read("*a")\nf:close()\n')
+    command = [binary, "-t1", f"-c{connections}", f"-d{duration:.0f}s", "--latency",
+               "-s", str(script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True,
+                            timeout=duration + 30).stdout
+    latency = {f"p{m.group(1)}_ms": float(m.group(2)) * _UNITS[m.group(3)]
+               for m in _LATENCY.finditer(output)}
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+            "requests": requests, "non_2xx": int(errors.group(1)) if errors else 0, **latency}
+
+
+def _probe(target: Target, path: str, body: bytes, stream: bool) -> None:
+    """One request before measuring: the right answer, or no numbers at all."""
+    status, answer = _http(target.url + path, body, timeout=10)
+    expected = b"data: " if stream else b'"choices"' if target.name == "switchboard" else b"{"
+    if status != 200 or expected not in answer:
+        raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
+
+
+def measure(binary: str, target: Target, path: str, body: bytes, connections: int,
+            duration: float, work: Path) -> dict[str, Any]:
+    before = {role: sample(pid) for role, pid in target.pids.items()}
+    result = wrk(binary, target.url + path, body, connections, duration, work)
+    after = {role: sample(pid) for role, pid in target.pids.items()}
+    requests = max(result["requests"], 1)
+    cpu = {role: after[role].cpu_s - before[role].cpu_s for role in target.pids}
+    return {**result,
+            "cpu_s": cpu,
+            "cpu_us_per_request": {role: 1e6 * c / requests for role, c in cpu.items()},
+            "cpu_us_per_request_total": 1e6 * sum(cpu.values()) / requests,
+            "rss_mb": {role: after[role].rss_bytes / 2**20 for role in target.pids}}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    binary = ensure_wrk()
+    upstream_port, plain_port = free_port(), free_port()
+    policy = datapath_policy(upstream_port, args.filler_models, args.full_path)
+    if args.full_path:
+        # The generated teams list key hashes whose keys wrk would have to send; until the
+        # load scripts carry a key, such a run would measure 401s.
+        raise SystemExit("--full-path: the load scripts do not send a gateway key yet")
+    print(f"LiteLLM, Portkey: skipped ({_others_reason()})", file=sys.stderr)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        with _envoy(fakes.upstream_config(upstream_port, free_port()), work, "upstream") as up, \
+                _envoy(fakes.plain_proxy_config(plain_port, free_port(), upstream_port), work,
+                       "plain") as plain_process, \
+                _switchboard(policy, work, args.workers, args.log_level) as switchboard:
+            plain = Target("plain", f"http://127.0.0.1:{plain_port}", {"envoy": plain_process.pid})
+            _wait(lambda: _http(plain.url + fakes.OPENAI_BASE + "/chat/completions",
+                                b"{}")[0] == 200, "plain envoy")
+            for name in args.scenarios:
+                scenario = SCENARIOS[name]
+                paths = {"plain": scenario.plain_path, "switchboard": "/v1/chat/completions"}
+                body = fakes.chat_request(scenario.model, scenario.stream)
+                for target in (plain, switchboard):
+                    _probe(target, paths[target.name], body, scenario.stream)
+                    wrk(binary, target.url + paths[target.name], body, 16, 2, work)  # warm-up
+                for connections in args.connections:
+                    for round_ in range(args.rounds):
+                        for target in (plain, switchboard):
+                            result = measure(binary, target, paths[target.name], body,
+                                             connections, args.duration, work)
+                            result.update(scenario=name, target=target.name,
+                                          connections=connections, round=round_,
+                                          upstream_cpu_s=None)
+                            runs.append(result)
+                            print(f"{name:<10} {target.name:<11} c={connections:<3} "
+                                  f"{result['rps']:>8.0f} rps  p50 {result.get('p50_ms', 0):.3f} ms"
+                                  f"  {result['cpu_us_per_request_total']:.0f} us CPU/req",
+                                  file=sys.stderr)
+            up_cpu = sample(up.pid).cpu_s
+    return {"label": args.label, "settings": {k: v for k, v in vars(args).items()
+                                              if k not in ("run",)},
+            "upstream_cpu_s_total": up_cpu, "runs": runs, "summary": summarize(runs)}
+
+
+def _others_reason() -> str:
+    missing = [name for name, command in (("LiteLLM", "litellm"), ("Portkey", "portkey"))
+               if shutil.which(command) is None]
+    return ("not installed: " + ", ".join(missing)) if missing else "not wired into this harness"
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians per (scenario, connections, target) and Switchboard against plain Envoy."""
+    rows = []
+    keys = sorted({(r["scenario"], r["connections"]) for r in runs},
+                  key=lambda k: (list(SCENARIOS).index(k[0]), k[1]))
+    for scenario, connections in keys:
+        by_target: dict[str, dict[str, float]] = {}
+        for target in ("plain", "switchboard"):
+            mine = [r for r in runs if r["scenario"] == scenario and
+                    r["connections"] == connections and r["target"] == target]
+            by_target[target] = {
+                "rps": statistics.median(r["rps"] for r in mine),
+                "p50_ms": statistics.median(r.get("p50_ms", 0.0) for r in mine),
+                "p99_ms": statistics.median(r.get("p99_ms", 0.0) for r in mine),
+                "cpu_us_per_request": statistics.median(
+                    r["cpu_us_per_request_total"] for r in mine),
+                "non_2xx": sum(r["non_2xx"] for r in mine),
+            }
+        plain, gateway = by_target["plain"], by_target["switchboard"]
+        last = [r for r in runs if r["scenario"] == scenario and r["target"] == "switchboard"
+                and r["connections"] == connections]
+        rows.append({
+            "scenario": scenario, "connections": connections,
+            "plain": plain, "switchboard": gateway,
+            "throughput_ratio": gateway["rps"] / plain["rps"] if plain["rps"] else 0.0,
+            "added_p50_ms": gateway["p50_ms"] - plain["p50_ms"],
+            "switchboard_rss_mb": last[-1]["rss_mb"],
+            "switchboard_cpu_us_per_request": last[-1]["cpu_us_per_request"],
+        })
+    return rows
