@@ -88,6 +88,7 @@ class Attempt:
         self._usage: Usage | None = None
         self._events = 0
         self._finished = False
+        self._final_price: tuple[TokenUsage, Decimal | None] | None = None
 
     def summary(self) -> dict[str, str]:
         """The fields of this attempt's log line."""
@@ -231,8 +232,19 @@ class Attempt:
         return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))
 
     def _cost_header(self) -> dict[str, str]:
-        cost = self._cost(self._metered_usage())
+        _, cost = self._priced()
         return {COST_HEADER: format_usd(cost)} if cost is not None else {}
+
+    def _priced(self) -> tuple[TokenUsage, Decimal | None]:
+        """The attempt's usage and cost; priced once the reply is complete, then reused by
+        the cost header and the usage record."""
+        if self._final_price is not None:
+            return self._final_price
+        usage = self._metered_usage()
+        priced = usage, self._cost(usage)
+        if self._finished:
+            self._final_price = priced
+        return priced
 
     def _cost(self, usage: TokenUsage) -> Decimal | None:
         if self._provider is None:
@@ -256,7 +268,7 @@ class Attempt:
         """The record of this attempt, or None if it never reached a provider."""
         if not self._sent or self._provider is None:
             return None
-        usage = self._metered_usage()
+        usage, cost = self._priced()
         if self._status == 0:
             outcome = Outcome.NO_RESPONSE
         elif cancelled and not self._finished:
@@ -272,7 +284,7 @@ class Attempt:
             team=headers.get(TEAM_HEADER, ""), key_id=headers.get(KEY_ID_HEADER, ""),
             requested_model=headers.get(REQUESTED_MODEL_HEADER, ""),
             provider=self._provider.name, provider_model=headers.get(TARGET_MODEL_HEADER, ""),
-            usage=usage, cost_usd=self._cost(usage),
+            usage=usage, cost_usd=cost,
             status=self._status, outcome=outcome,
             latency_s=time.monotonic() - self._started,
             ttft_s=(self._first_byte - self._started

@@ -13,7 +13,11 @@ import orjson
 
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest
-from ext_proc.translators.common import is_event_stream, is_success, usage_from_anthropic
+from ext_proc.translators.common import (
+    reply_usage,
+    same_schema_body_mode,
+    usage_from_anthropic,
+)
 from ext_proc.translators.openai_anthropic import anthropic_headers
 from ext_proc.translators.openai_anthropic_stream import AnthropicUsageTracker
 from ext_proc.translators.paths import join_path
@@ -35,17 +39,10 @@ class AnthropicToAnthropic:
                                headers)
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
-        if not is_success(status):
-            return "none"  # already in the client's schema, and nothing was served
-        return "streamed" if is_event_stream(headers) else "buffered"
+        return same_schema_body_mode(status, headers)
 
     def response_body(self, body: bytes) -> Translated:
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return Translated(None)
-        usage = message.get("usage") if isinstance(message, dict) else None
-        return Translated(None, usage_from_anthropic(usage) if isinstance(usage, dict) else None)
+        return Translated(None, reply_usage(body, usage_from_anthropic))
 
     def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
         seen = False

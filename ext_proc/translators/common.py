@@ -5,13 +5,13 @@ Each mapping lives here once so that the two directions cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from ext_proc.errors import error_kind
-from ext_proc.translators.base import TranslationError, Usage
+from ext_proc.translators.base import BodyMode, TranslationError, Usage
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 
@@ -120,3 +120,21 @@ def is_success(status: int) -> bool:
 
 def is_event_stream(headers: Mapping[str, str]) -> bool:
     return headers.get("content-type", "").startswith("text/event-stream")
+
+
+def same_schema_body_mode(status: int, headers: Mapping[str, str]) -> BodyMode:
+    """For a backend that answers in the client's schema: read a success for its usage; an
+    error is already in the client's schema, and nothing was served."""
+    if not is_success(status):
+        return "none"
+    return "streamed" if is_event_stream(headers) else "buffered"
+
+
+def reply_usage(body: bytes, read: Callable[[Mapping[str, Any]], Usage]) -> Usage | None:
+    """The `usage` object of a JSON reply, read by `read`; None if the reply has none."""
+    try:
+        reply = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    usage = reply.get("usage") if isinstance(reply, dict) else None
+    return read(usage) if isinstance(usage, dict) else None

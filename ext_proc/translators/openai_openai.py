@@ -14,7 +14,7 @@ import orjson
 
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest, Usage
-from ext_proc.translators.common import is_event_stream, is_success, usage_from_openai
+from ext_proc.translators.common import reply_usage, same_schema_body_mode, usage_from_openai
 from ext_proc.translators.paths import join_path
 from ext_proc.translators.sse import SseParser, encode, json_data
 
@@ -48,17 +48,10 @@ class OpenAIToOpenAI:
         return UpstreamRequest(self._path, orjson.dumps({**body, **changes}))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
-        if not is_success(status):
-            return "none"  # already in the client's schema, and nothing was served
-        return "streamed" if is_event_stream(headers) else "buffered"
+        return same_schema_body_mode(status, headers)
 
     def response_body(self, body: bytes) -> Translated:
-        try:
-            reply = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return Translated(None)
-        usage = reply.get("usage") if isinstance(reply, dict) else None
-        return Translated(None, usage_from_openai(usage) if isinstance(usage, dict) else None)
+        return Translated(None, reply_usage(body, usage_from_openai))
 
     def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
         events = self._parser.feed(chunk, end_of_stream)
