@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from google.protobuf import json_format
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
@@ -80,7 +79,7 @@ class Gate:
     async def admit(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
         headers = header_map(request.request_headers)
         namespace = request.metadata_context.filter_metadata.get(METADATA_NAMESPACE)
-        metadata = json_format.MessageToDict(namespace) if namespace is not None else {}
+        metadata = dict(namespace.items()) if namespace is not None else {}
         try:
             return await self._admit(headers, metadata)
         except GateRefusal as refusal:
