@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from bench import fakes
 from bench.policy import PolicyShape, model_name
 from bench.procstat import children, command_line, sample
 from control_plane.envoy_process import envoy_binary
+from control_plane.keys import key_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="datapath", help="results file: results/NAME.json")
 
 
+# The key the load sends on a full-path run; its hash is the bench team's only key.
+BENCH_KEY = "sb-bench-datapath-key"
+
+
 def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
     base = f"http://127.0.0.1:{upstream_port}"
     shape = PolicyShape(models=filler, openai_url=base + fakes.OPENAI_BASE,
@@ -76,6 +81,13 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
     from bench.policy import generate
 
     policy = yaml.safe_load(generate(shape))
+    if full_path:
+        # Every request authenticates, reserves on the team's and the org's budget and is
+        # priced, so each provider needs a price (a custom base_url has no list price).
+        policy["teams"] = {"bench": {"keys": [key_hash(BENCH_KEY)],
+                                     "budget": {"limit_usd": 1_000_000, "period": "month"}}}
+        policy["prices"] = {f"{name}/*": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
+                            for name in ("openai", "anthropic", "openai-stream")}
     policy["providers"]["openai-stream"] = {"kind": "openai",
                                             "base_url": base + fakes.STREAM_BASE}
     policy["models"] = {
@@ -116,11 +128,14 @@ class Target:
     name: str
     url: str
     pids: dict[str, int]  # role -> pid, every process on the request path
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
 
-def _http(url: str, body: bytes | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+def _http(url: str, body: bytes | None = None, timeout: float = 2.0,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET",
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json",
+                                              **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read()
@@ -154,7 +169,8 @@ def _envoy(config: dict[str, Any], work: Path, name: str) -> Iterator[subprocess
 
 
 @contextlib.contextmanager
-def _switchboard(policy: str, work: Path, workers: int, log_level: str) -> Iterator[Target]:
+def _switchboard(policy: str, work: Path, workers: int, log_level: str,
+                 headers: dict[str, str]) -> Iterator[Target]:
     policy_path = work / "policy.yaml"
     policy_path.write_text(policy)
     ports = [free_port() for _ in range(4)]
@@ -173,7 +189,7 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str) -> Itera
             if process.poll() is not None:
                 raise RuntimeError(f"switchboard exited:\n{(work / 'switchboard.log').read_text()}")
             status, body = _http(f"http://127.0.0.1:{ports[2]}/status")
-            if status != 200 or _http(url + "/v1/models")[0] != 200:
+            if status != 200 or _http(url + "/v1/models", headers=headers)[0] != 200:
                 return False
             clients = orjson.loads(body)["clients"]
             workers_acked = [c for c in clients if c["node"].startswith("ext-proc-")
@@ -187,7 +203,7 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str) -> Itera
                 pids["envoy"] = pid
             elif "ext_proc.worker" in argv:
                 pids[f"worker-{argv[argv.index('--node-id') + 1].rsplit('-', 1)[-1]}"] = pid
-        yield Target("switchboard", url, pids)
+        yield Target("switchboard", url, pids, headers)
     finally:
         _stop(process)
         log.close()
@@ -207,18 +223,21 @@ _LATENCY = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(binary: str, url: str, body: bytes, connections: int, duration: float,
-        work: Path) -> dict[str, Any]:
+def wrk(binary: str, target: Target, path: str, body: bytes, connections: int,
+        duration: float, work: Path) -> dict[str, Any]:
     body_path = work / "body.json"
     body_path.write_bytes(body)
     script = work / "post.lua"
+    extra = "".join(f'wrk.headers["{name}"] = "{value}"\n'
+                    for name, value in target.headers.items())
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        + extra +
         f'local f = io.open("{body_path}", "rb")\n'
         'wrk.body = f:read("*a")\nf:close()\n')
     command = [binary, "-t1", f"-c{connections}", f"-d{duration:.0f}s", "--latency",
-               "-s", str(script), url]
+               "-s", str(script), target.url + path]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
                             timeout=duration + 30).stdout
     latency = {f"p{m.group(1)}_ms": float(m.group(2)) * _UNITS[m.group(3)]
@@ -231,7 +250,7 @@ def wrk(binary: str, url: str, body: bytes, connections: int, duration: float,
 
 def _probe(target: Target, path: str, body: bytes, stream: bool) -> None:
     """One request before measuring: the right answer, or no numbers at all."""
-    status, answer = _http(target.url + path, body, timeout=10)
+    status, answer = _http(target.url + path, body, timeout=10, headers=target.headers)
     expected = b"data: " if stream else b'"choices"' if target.name == "switchboard" else b"{"
     if status != 200 or expected not in answer:
         raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
@@ -240,7 +259,7 @@ def _probe(target: Target, path: str, body: bytes, stream: bool) -> None:
 def measure(binary: str, target: Target, path: str, body: bytes, connections: int,
             duration: float, work: Path) -> dict[str, Any]:
     before = {role: sample(pid) for role, pid in target.pids.items()}
-    result = wrk(binary, target.url + path, body, connections, duration, work)
+    result = wrk(binary, target, path, body, connections, duration, work)
     after = {role: sample(pid) for role, pid in target.pids.items()}
     requests = max(result["requests"], 1)
     cpu = {role: after[role].cpu_s - before[role].cpu_s for role in target.pids}
@@ -255,10 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     binary = ensure_wrk()
     upstream_port, plain_port = free_port(), free_port()
     policy = datapath_policy(upstream_port, args.filler_models, args.full_path)
-    if args.full_path:
-        # The generated teams list key hashes whose keys wrk would have to send; until the
-        # load scripts carry a key, such a run would measure 401s.
-        raise SystemExit("--full-path: the load scripts do not send a gateway key yet")
+    headers = {"authorization": f"Bearer {BENCH_KEY}"} if args.full_path else {}
     print(f"LiteLLM, Portkey: skipped ({_others_reason()})", file=sys.stderr)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -266,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with _envoy(fakes.upstream_config(upstream_port, free_port()), work, "upstream") as up, \
                 _envoy(fakes.plain_proxy_config(plain_port, free_port(), upstream_port), work,
                        "plain") as plain_process, \
-                _switchboard(policy, work, args.workers, args.log_level) as switchboard:
+                _switchboard(policy, work, args.workers, args.log_level, headers) as switchboard:
             plain = Target("plain", f"http://127.0.0.1:{plain_port}", {"envoy": plain_process.pid})
             _wait(lambda: _http(plain.url + fakes.OPENAI_BASE + "/chat/completions",
                                 b"{}")[0] == 200, "plain envoy")
@@ -276,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 body = fakes.chat_request(scenario.model, scenario.stream)
                 for target in (plain, switchboard):
                     _probe(target, paths[target.name], body, scenario.stream)
-                    wrk(binary, target.url + paths[target.name], body, 16, 2, work)  # warm-up
+                    wrk(binary, target, paths[target.name], body, 16, 2, work)  # warm-up
                 for connections in args.connections:
                     for round_ in range(args.rounds):
                         for target in (plain, switchboard):
