@@ -2,13 +2,17 @@
 
 Envoy writes one entry per request when it is over, however it ended (served, failed after
 every fallback, client gone), and only for requests holding a reservation; entries arrive in
-batches. Each attempt has already charged its real cost, so all that is left is to hand the
-worst-case reservation back. An entry that never arrives (this worker died) is covered by the
-reservation's TTL.
+batches. Each attempt charges its real cost with its usage record, possibly in another
+worker, so the reservation is handed back only once every attempt's record is stored (released
+earlier, the request would count for nothing in between): the release is retried until then,
+or until RECORD_WAIT_S, after which an attempt is taken to have produced no record (a connection
+refused before anything was sent). An entry that never arrives (this worker died) is covered by
+the reservation's TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -23,11 +27,15 @@ from ext_proc.view import ProcessorView
 
 log = structlog.get_logger("release")
 
+RECORD_WAIT_S = 5.0
+RETRY_INTERVAL_S = 0.05
+
 
 class ReservationReleaser(als_grpc.AccessLogServiceServicer):
     def __init__(self, view: Callable[[], ProcessorView], ledgers: Ledgers) -> None:
         self._view = view
         self._ledgers = ledgers
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def StreamAccessLogs(  # noqa: N802 (gRPC method name)
         self,
@@ -40,13 +48,27 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                     METADATA_NAMESPACE)
                 if namespace is None or RESERVATION_METADATA_KEY not in namespace.fields:
                     continue
-                await self._release(namespace.fields[RESERVATION_METADATA_KEY].string_value)
+                task = asyncio.create_task(self._release(
+                    namespace.fields[RESERVATION_METADATA_KEY].string_value,
+                    entry.common_properties.upstream_request_attempt_count))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
         return als_pb2.StreamAccessLogsResponse()
 
-    async def _release(self, reservation_id: str) -> None:
+    async def _release(self, reservation_id: str, attempts: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_WAIT_S
         try:
             ledger = await self._ledgers.get(self._view().state)
-            await ledger.release(reservation_id)
+            while await ledger.release_when_recorded(reservation_id, attempts) is None:
+                if loop.time() >= deadline:
+                    await ledger.release(reservation_id)
+                    return
+                await asyncio.sleep(RETRY_INTERVAL_S)
         except LedgerError as exc:
             log.error("reservation not released; it expires by its TTL",
                       reservation=reservation_id, error=str(exc))
+
+    async def drain(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

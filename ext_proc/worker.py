@@ -44,8 +44,8 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     ])
     ep_grpc.add_ExternalProcessorServicer_to_server(
         Processor(config, Gate(lambda: config.view, ledgers), meter), server)
-    als_grpc.add_AccessLogServiceServicer_to_server(
-        ReservationReleaser(lambda: config.view, ledgers), server)
+    releaser = ReservationReleaser(lambda: config.view, ledgers)
+    als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")
@@ -58,6 +58,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     await stop.wait()
     await server.stop(GRACE_S)
     await meter.drain()
+    await releaser.drain()
     await ledgers.close()
     config_task.cancel()
 

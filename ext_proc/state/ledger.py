@@ -62,6 +62,12 @@ class Ledger(Protocol):
         """Give the reservation back (request counts stay). False if already finished."""
         ...
 
+    async def release_when_recorded(self, reservation_id: str, attempts: int) -> bool | None:
+        """``release``, but only once the usage records of attempts 1..``attempts`` of the
+        request (``reservation_id`` is its request id) are stored: released before its charges,
+        a request would count for nothing in between. None: not yet, ask again later."""
+        ...
+
     async def budget_status(self, rule: BudgetRule) -> BudgetStatus:
         """Spend and reservations of the rule's current window."""
         ...

@@ -192,8 +192,10 @@ class RedisLedger:
         used = [int(v) for v in result[1:]]
         return build_admission(request, plan, used, admitted=int(result[0]) == 1)
 
-    async def _end(self, reservation_id: str, usd: str, tokens: str, release: bool) -> bool:
+    async def _end(self, reservation_id: str, usd: str, tokens: str, release: bool,
+                   attempts: int = 0) -> int:
         keys = [self._key("rexp"), self._key("r:", reservation_id)]
+        keys += [self._key("u:", f"{reservation_id}:{n}") for n in range(1, attempts + 1)]
         args: list[str | int] = [
             self._prefix,
             reservation_id,
@@ -203,16 +205,21 @@ class RedisLedger:
             tokens,
             int(release),
         ]
-        return int(await self._call(self._finish, keys, args)) == 1
+        return int(await self._call(self._finish, keys, args))
 
     async def settle(
         self, reservation_id: str, *, cost_usd: Decimal | None, tokens: int | None
     ) -> bool:
         usd = "" if cost_usd is None else str(usd_to_micros_ceil(cost_usd))
-        return await self._end(reservation_id, usd, "" if tokens is None else str(tokens), False)
+        tokens_actual = "" if tokens is None else str(tokens)
+        return await self._end(reservation_id, usd, tokens_actual, False) == 1
 
     async def release(self, reservation_id: str) -> bool:
-        return await self._end(reservation_id, "", "", True)
+        return await self._end(reservation_id, "", "", True) == 1
+
+    async def release_when_recorded(self, reservation_id: str, attempts: int) -> bool | None:
+        outcome = await self._end(reservation_id, "", "", True, attempts)
+        return None if outcome == -1 else outcome == 1
 
     async def sweep_expired(self) -> int:
         args: list[str | int] = [self._prefix, to_ms(self._clock()), self._tomb_ttl_ms]

@@ -75,14 +75,18 @@ return {1, unpack(used)}
 """
 )
 
-# KEYS: zset, reservation key
+# KEYS: zset, reservation key, then the charged markers of usage records that must exist first
 # ARGV: prefix, id, now, tomb_ttl, usd_actual ('' = keep reserved), tokens_actual ('' = keep),
 #       release ('1' = charge nothing)
-# Returns 1 if the reservation was finished here, 0 if unknown or already finished.
+# Returns 1 if the reservation was finished here, 0 if unknown or already finished, -1 if a
+# required usage record is not stored yet.
 FINISH = (
     _SWEEP
     + """
 local prefix, rid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return -1 end
+end
 local state = redis.call('HGET', KEYS[2], 'state')
 if not state then return 0 end
 for _, c in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'charges'))) do

@@ -221,6 +221,17 @@ class SqliteLedger:
             self._tx, lambda conn: self._finish(conn, reservation_id, lambda _u, _r: 0)
         )
 
+    async def release_when_recorded(self, reservation_id: str, attempts: int) -> bool | None:
+        def work(conn: sqlite3.Connection) -> bool | None:
+            recorded = conn.execute(
+                "SELECT COUNT(*) FROM usage WHERE request_id = ? AND attempt <= ?",
+                (reservation_id, attempts)).fetchone()[0]
+            if recorded < attempts:
+                return None
+            return self._finish(conn, reservation_id, lambda _u, _r: 0)
+
+        return await self._run(self._tx, work)
+
     def _finish(
         self,
         conn: sqlite3.Connection,

@@ -20,7 +20,7 @@ from ext_proc.state.model import (
 from ext_proc.state.periods import Period
 from ext_proc.state.redis_ledger import RedisLedger
 from ext_proc.state.sqlite_ledger import SqliteLedger
-from tests.unit.ext_proc.state.conftest import FakeClock
+from tests.unit.ext_proc.state.conftest import FakeClock, usage_record
 
 TEAM = BudgetRule("search-monthly", scope_key(team="search"), Decimal("1.00"), Period.MONTH)
 ORG = BudgetRule("org-daily", scope_key(), Decimal("10"), Period.DAY)
@@ -176,3 +176,22 @@ async def test_store_failure_is_a_ledger_error(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()  # a directory cannot be opened as a database
     with pytest.raises(LedgerError):
         await SqliteLedger.open(tmp_path / "dir.db")
+
+
+async def test_release_waits_for_every_attempts_usage_record(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    await ledger.reserve(req("a", "0.90"))
+    await ledger.record_usage(usage_record(clock, "a", attempt=1), (TEAM,))
+    assert await ledger.release_when_recorded("a", 2) is None  # attempt 2 not recorded yet
+    assert (await ledger.budget_status(TEAM)).reserved_usd == Decimal("0.9")
+    await ledger.record_usage(usage_record(clock, "a", attempt=2), (TEAM,))
+    assert await ledger.release_when_recorded("a", 2) is True
+    assert await ledger.release_when_recorded("a", 2) is False
+    status = await ledger.budget_status(TEAM)
+    assert (status.spent_usd, status.reserved_usd) == (Decimal("0.02"), Decimal(0))
+
+
+async def test_release_without_attempts_needs_no_record(ledger: Ledger) -> None:
+    await ledger.reserve(req("a", "0.90"))
+    assert await ledger.release_when_recorded("a", 0) is True
