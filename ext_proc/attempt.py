@@ -41,6 +41,7 @@ from ext_proc.credentials import (
 from ext_proc.meter import estimated_usage, format_usd, price, token_usage
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
+from ext_proc.stream_cost import StreamCost, stream_cost
 from ext_proc.stream_guard import StreamGuard
 from ext_proc.translators.base import (
     Backend,
@@ -77,6 +78,7 @@ class Attempt:
         self._translator: Translator | None = None
         self._request_headers: dict[str, str] = {}
         self._guard: StreamGuard | None = None
+        self._stream_cost: StreamCost | None = None
         self.outcome = ""
         # Metering: what was sent, what came back, when.
         self._started_at = datetime.now(UTC)
@@ -156,12 +158,15 @@ class Attempt:
             raise AttemptError(400, "The request body must be a JSON object.")
         result = self._translator.request(body, raw)
         self._request_body = raw
+        self._stream_cost = stream_cost(self._api, body)
         if isinstance(result, LocalReply):
             self._sent = True
             self.outcome = f"local {result.status}"
             self._status, self._usage, self._finished = result.status, result.usage, True
             self._first_byte = time.monotonic()
-            return immediate(result.status, result.body,
+            costed = (self._stream_cost.send(result.body, True, self._priced)
+                      if self._stream_cost is not None else None)
+            return immediate(result.status, costed or result.body,
                              {**result.headers, **self._served_by(), **self._cost_header()},
                              "switchboard_local")
         sent = raw if result.body is None else result.body
@@ -217,6 +222,9 @@ class Attempt:
             self._usage = translated.usage or self._usage
             self._finished = body.end_of_stream
             sent = body.body if translated.body is None else translated.body
+            if self._stream_cost is not None and (costed := self._stream_cost.send(
+                    sent, body.end_of_stream, self._priced)) is not None:
+                sent, translated = costed, replace(translated, body=costed)
             if tail := self._guard.watch(sent, body.end_of_stream):
                 translated = replace(translated, body=sent + tail)
         else:

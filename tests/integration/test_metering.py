@@ -172,6 +172,43 @@ def test_anthropic_clients_are_metered_too(gateway: Gateway) -> None:
     assert cost_of(record(gateway, request_id)) == ANTHROPIC_STREAM
 
 
+@pytest.mark.parametrize(("model", "expected"), [
+    ("gpt", OPENAI_STREAM), ("claude", ANTHROPIC_STREAM)])
+def test_the_usage_chunk_a_client_asked_for_carries_the_cost(
+        oai: openai.OpenAI, gateway: Gateway, model: str, expected: Decimal) -> None:
+    with oai.chat.completions.with_streaming_response.create(
+            model=model, messages=CHAT, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}) as response:
+        request_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    usage = [chunk.usage for chunk in chunks if chunk.usage is not None]
+    assert len(usage) == 1 and chunks[-1].usage is usage[0]
+    cost = (usage[0].model_extra or {}).get("cost")
+    assert isinstance(cost, float)  # a JSON number, in USD
+    assert Decimal(str(cost)) == expected == cost_of(record(gateway, request_id))
+
+
+def test_a_stream_without_include_usage_gets_no_usage_chunk_and_no_cost(
+        oai: openai.OpenAI) -> None:
+    chunks = list(oai.chat.completions.create(model="gpt", messages=CHAT,  # type: ignore[arg-type]
+                                              stream=True))
+    assert chunks and all(chunk.choices for chunk in chunks)  # the usage chunk has none
+    assert all(chunk.usage is None and "cost" not in str(chunk.model_extra)
+               for chunk in chunks)
+
+
+def test_an_anthropic_stream_carries_the_cost_in_message_delta(gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
+    with client.messages.stream(model="claude", max_tokens=100,
+                                messages=[{"role": "user", "content": "Hi"}]) as stream:
+        deltas = [event for event in stream if event.type == "message_delta"]
+        request_id = stream.response.headers["x-request-id"]
+    assert len(deltas) == 1
+    cost = (deltas[0].usage.model_extra or {}).get("cost")
+    assert isinstance(cost, float)
+    assert Decimal(str(cost)) == ANTHROPIC_STREAM == cost_of(record(gateway, request_id))
+
+
 def test_keys_are_required_and_teams_limited_to_their_models(gateway: Gateway) -> None:
     no_key = httpx.post(f"{gateway.url}/v1/chat/completions",
                         json={"model": "mock", "messages": CHAT}, timeout=10)
