@@ -1,4 +1,5 @@
-"""The control plane's HTTP admin API: health, readiness and what is being served."""
+"""The control plane's HTTP admin API: health, readiness, what is being served, usage and
+budgets, and its own metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from control_plane.admin_metrics import metrics_registry
 from control_plane.policy.durations import parse_duration
 from control_plane.service import ControlPlane
 from control_plane.usage import budget_report, open_ledgers, usage_report
@@ -18,6 +22,7 @@ GroupParam = Literal["team", "model", "provider", "provider_model", "key"]
 def admin_app(control_plane: ControlPlane) -> FastAPI:
     app = FastAPI(title="Switchboard admin API", version="1")
     ledgers = open_ledgers()
+    registry = metrics_registry(control_plane)
 
     def live_policy() -> Any:
         if control_plane.policy is None:
@@ -54,6 +59,11 @@ def admin_app(control_plane: ControlPlane) -> FastAPI:
             response.status_code = 503
             return {"status": "no policy loaded"}
         return {"status": "ready", "version": control_plane.status.version}
+
+    @app.get("/metrics", summary="Prometheus metrics of the control plane",
+             response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

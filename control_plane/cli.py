@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--envoy-admin-port", type=int, default=9901)
     up.add_argument("--xds-port", type=int, default=18000)
     up.add_argument("--admin-port", type=int, default=8080)
+    up.add_argument("--ext-proc-health-port", type=int, default=None, help=(
+        "serve the workers' GET /healthz and GET /metrics on this loopback port "
+        "(default: not served)"))
     up.add_argument("--log-level", default="info")
     up.set_defaults(run=_up)
 
@@ -70,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     workers.add_argument("--xds-address", required=True, help="HOST:PORT of the control plane")
     workers.add_argument("--secrets-dir", default=None)
     workers.add_argument("--health-port", type=int, default=None,
-                         help="serve GET /healthz (200 while every worker runs) on this port")
+                         help="serve GET /healthz (200 while every worker runs) and "
+                              "GET /metrics (every worker's metrics, summed) on this port")
     workers.add_argument("--log-level", default="info")
     workers.set_defaults(run=_ext_proc)
 
@@ -206,7 +210,8 @@ def _up(args: argparse.Namespace) -> int:
     settings = UpSettings(
         gateway=_gateway(args), policy_path=args.policy, default_docs=docs,
         workers=args.workers, xds_port=args.xds_port, admin_port=args.admin_port,
-        envoy_admin_port=args.envoy_admin_port, log_level=args.log_level)
+        envoy_admin_port=args.envoy_admin_port,
+        ext_proc_health_port=args.ext_proc_health_port, log_level=args.log_level)
     with tempfile.TemporaryDirectory(prefix="switchboard-") as work_dir:
         return asyncio.run(run_up(settings, Path(work_dir)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 
 import uvicorn
 
@@ -37,20 +37,6 @@ async def serve_admin(control_plane: ControlPlane, host: str, port: int) -> uvic
     server = _Server(config)
     server.task = asyncio.create_task(server.serve())
     return server
-
-
-async def serve_health(healthy: Callable[[], bool], host: str, port: int) -> asyncio.Server:
-    """A minimal HTTP endpoint for probes: 200 while `healthy()`, else 503."""
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            status = b"200 OK" if healthy() else b"503 Service Unavailable"
-            writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n"
-                         b"connection: close\r\n\r\n")
-            await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(answer, host, port)
 
 
 async def wait_first(*waits: Awaitable[object]) -> None:

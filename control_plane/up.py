@@ -16,7 +16,8 @@ import structlog
 from control_plane.bootstrap import BootstrapSettings
 from control_plane.compiler import GatewaySettings
 from control_plane.envoy_process import start_envoy
-from control_plane.runtime import serve_admin, serve_health, stop_on_signals, wait_first
+from control_plane.health import serve_health
+from control_plane.runtime import serve_admin, stop_on_signals, wait_first
 from control_plane.service import ControlPlane
 from control_plane.sources import FileSource
 from ext_proc.pool import PoolSettings, WorkerPool, socket_path
@@ -34,6 +35,8 @@ class UpSettings:
     xds_port: int = 18000
     admin_port: int = 8080
     envoy_admin_port: int = 9901
+    # The workers' /healthz and /metrics on loopback; None: not served.
+    ext_proc_health_port: int | None = None
     log_level: str = "info"
 
 
@@ -52,6 +55,10 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
         secrets_dir=os.environ.get("SWITCHBOARD_SECRETS_DIR", DEFAULT_SECRETS_DIR),
         log_level=settings.log_level))
     pool_task = asyncio.create_task(pool.run())
+    health = None
+    if settings.ext_proc_health_port is not None:
+        health = await serve_health(pool.healthy, "127.0.0.1", settings.ext_proc_health_port,
+                                    pool.metrics)
     if not await pool.wait_serving():
         log.error("workers did not start serving in time; starting Envoy anyway")
     envoy = await start_envoy(BootstrapSettings(
@@ -68,6 +75,8 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     with contextlib.suppress(ProcessLookupError):
         envoy.terminate()
     await envoy.wait()
+    if health is not None:
+        health.close()
     await pool.stop()
     pool_task.cancel()
     if follow is not None:
@@ -101,7 +110,7 @@ async def run_ext_proc(settings: PoolSettings, health_port: int | None) -> int:
     pool = WorkerPool(settings)
     task = asyncio.create_task(pool.run())
     if health_port is not None:
-        await serve_health(pool.healthy, "0.0.0.0", health_port)
+        await serve_health(pool.healthy, "0.0.0.0", health_port, pool.metrics)
     await wait_first(stop.wait(), task)
     await pool.stop()
     return 0

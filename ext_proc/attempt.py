@@ -39,6 +39,7 @@ from ext_proc.credentials import (
     credential_headers,
 )
 from ext_proc.meter import estimated_usage, format_usd, price, token_usage
+from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
 from ext_proc.stream_cost import StreamCost, stream_cost
@@ -80,6 +81,8 @@ class Attempt:
         self._guard: StreamGuard | None = None
         self._stream_cost: StreamCost | None = None
         self.outcome = ""
+        # The status of the answer the worker gave itself, when it refused the attempt.
+        self.refused_status: int | None = None
         # Metering: what was sent, what came back, when.
         self._started_at = datetime.now(UTC)
         self._started = time.monotonic()
@@ -300,6 +303,18 @@ class Attempt:
                     else None),
             attempt=int(attempt) if attempt.isdigit() else 1)
 
+    def labels(self) -> AttemptLabels:
+        """This attempt's metric labels: names from the policy, never ids."""
+        headers = self._request_headers
+        provider = self._provider
+        return AttemptLabels(
+            operation=OPERATION_NAMES[self._api],
+            provider_kind=provider.kind if provider else "",
+            provider=provider.name if provider else headers.get(PROVIDER_HEADER, ""),
+            requested_model=headers.get(REQUESTED_MODEL_HEADER, ""),
+            response_model=headers.get(TARGET_MODEL_HEADER, ""),
+            team=headers.get(TEAM_HEADER, ""))
+
     def _served_by(self) -> dict[str, str]:
         if self._provider is None:
             return {}
@@ -308,6 +323,7 @@ class Attempt:
 
     def _error(self, status: int, message: str) -> ep.ProcessingResponse:
         self.outcome = f"refused {status}"
+        self.refused_status = status
         log.info("attempt refused", status=status, reason=message,
                  provider=self._provider.name if self._provider else None)
         # Plain text: the listener's local_reply_config wraps it in the client API's schema.

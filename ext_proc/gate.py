@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from prometheus_client import CollectorRegistry
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
@@ -29,6 +30,12 @@ from ext_proc.contract import (
     client_api_for_path,
 )
 from ext_proc.ledgers import Ledgers
+from ext_proc.metering.admission_metrics import (
+    AdmissionMetrics,
+    AdmissionOutcome,
+    BudgetAction,
+    refusal_outcome,
+)
 from ext_proc.mutations import header_map, header_mutation, immediate
 from ext_proc.state.ledger import LedgerError
 from ext_proc.state.model import Admission, ReservationRequest
@@ -45,10 +52,14 @@ BYTES_PER_TOKEN = 3
 
 
 class GateRefusal(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+    def __init__(self, status: int, message: str, outcome: AdmissionOutcome,
+                 headers: Mapping[str, str] | None = None, team: str = "", model: str = ""):
         super().__init__(message)
         self.status = status
+        self.outcome = outcome
         self.headers = dict(headers or {})
+        self.team = team
+        self.model = model  # a model of the policy, or empty
 
 
 def presented_key(headers: Mapping[str, str]) -> str:
@@ -71,10 +82,11 @@ def _max_output(metadata: Mapping[str, Any], api: ClientApi | None) -> int:
 
 class Gate:
     def __init__(self, view: Callable[[], ProcessorView], ledgers: Ledgers,
-                 clock: Clock = system_clock) -> None:
+                 clock: Clock = system_clock, metrics: AdmissionMetrics | None = None) -> None:
         self._view = view
         self._ledgers = ledgers
         self._clock = clock
+        self._metrics = metrics or AdmissionMetrics(CollectorRegistry())
 
     async def admit(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
         headers = header_map(request.request_headers)
@@ -83,6 +95,7 @@ class Gate:
         try:
             return await self._admit(headers, metadata)
         except GateRefusal as refusal:
+            self._metrics.decided(refusal.team, refusal.model, refusal.outcome)
             log.info("request refused", status=refusal.status, reason=str(refusal),
                      request_id=headers.get("x-request-id", ""))
             return immediate(refusal.status, str(refusal).encode(),
@@ -99,29 +112,36 @@ class Gate:
             found = access.identify(key) if key else None
             if found is None:
                 raise GateRefusal(401, "A valid gateway key is required (Authorization: Bearer "
-                                       "<key> or x-api-key: <key>).")
+                                       "<key> or x-api-key: <key>).",
+                                  AdmissionOutcome.UNAUTHENTICATED)
             caller = found
         set_headers = {TEAM_HEADER: caller.team, KEY_ID_HEADER: caller.key_id}
         model = metadata.get("model")
         if not isinstance(model, str) or model not in view.models:
             # Nothing to reserve: the route answers 400 or 404 itself.
+            self._metrics.decided(caller.team, "", AdmissionOutcome.UNKNOWN_MODEL)
             return _continue(set_headers)
         team = access.team(caller)
         if team is not None and not team.allows(model):
-            raise GateRefusal(403, f"Team '{caller.team}' may not use the model '{model}'.")
+            raise GateRefusal(403, f"Team '{caller.team}' may not use the model '{model}'.",
+                              AdmissionOutcome.FORBIDDEN, team=caller.team, model=model)
         api = client_api_for_path(headers.get(":path", ""))
         request_id = headers.get("x-request-id", "")
         admission = await self._reserve(view, caller, model, request_id, headers, metadata, api)
         served = model
         if not admission.admitted and (downgrade := admission.downgrade_model):
+            self._metrics.budgets(admission.denials, BudgetAction.DOWNGRADED)
             served = downgrade
             admission = await self._reserve(view, caller, downgrade, request_id, headers,
                                             metadata, api)
         if not admission.admitted:
+            self._metrics.budgets(admission.denials, BudgetAction.BLOCKED)
             now = self._clock()
-            raise GateRefusal(429, admission.message(),
-                              {"retry-after": str(admission.retry_after_seconds(now))})
+            raise GateRefusal(429, admission.message(), refusal_outcome(admission.denials),
+                              {"retry-after": str(admission.retry_after_seconds(now))},
+                              team=caller.team, model=model)
         if admission.warnings:
+            self._metrics.budgets(admission.warnings, BudgetAction.WARNED)
             set_headers[BUDGET_WARNING_HEADER] = " ".join(w.message() for w in admission.warnings)
             log.warning("budget exceeded (warn)", request_id=request_id,
                         budgets=[w.name for w in admission.warnings])
@@ -132,6 +152,8 @@ class Gate:
             dynamic["model"] = served
             dynamic["downgraded_from"] = model
             log.info("request downgraded", request_id=request_id, model=model, to=served)
+        self._metrics.decided(caller.team, model, AdmissionOutcome.DOWNGRADED if served != model
+                              else AdmissionOutcome.ADMITTED)
         return _continue(set_headers, dynamic, reroute=served != model)
 
     async def _reserve(self, view: ProcessorView, caller: Caller, model: str, request_id: str,
@@ -156,7 +178,9 @@ class Gate:
         except LedgerError as exc:
             # Budgets promise exactness; without the store they cannot be kept.
             log.error("usage store unavailable", error=str(exc))
-            raise GateRefusal(503, "The gateway's usage store is unavailable.") from None
+            raise GateRefusal(503, "The gateway's usage store is unavailable.",
+                              AdmissionOutcome.STORE_UNAVAILABLE, team=caller.team,
+                              model=model) from None
 
 
 def _worst_case(view: ProcessorView, provider_name: str, model: str, estimated_input: int,

@@ -13,10 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from ext_proc.access import Caller
 from ext_proc.ledgers import Ledgers
 from ext_proc.metering.estimate import HeuristicEstimator, TokenEstimator
+from ext_proc.metering.metrics import AttemptLabels, AttemptMetrics
 from ext_proc.metering.usage import TokenUsage, UsageRecord
 from ext_proc.state.ledger import LedgerError
 from ext_proc.translators.base import Usage
@@ -55,18 +57,25 @@ def format_usd(cost: Decimal) -> str:
 
 
 class Meter:
-    """Writes attempts' usage records, and their spend, to the ledger in the background."""
+    """Counts each attempt in the metrics at once, and writes its usage record, and its spend,
+    to the ledger in the background."""
 
-    def __init__(self, ledgers: Ledgers) -> None:
+    def __init__(self, ledgers: Ledgers, metrics: AttemptMetrics | None = None) -> None:
         self._ledgers = ledgers
+        self._metrics = metrics or AttemptMetrics(CollectorRegistry())
         self._pending: set[asyncio.Task[None]] = set()
 
     def submit(self, view: ProcessorView, record: UsageRecord, caller: Caller,
-               providers: Iterable[str]) -> None:
+               providers: Iterable[str], labels: AttemptLabels) -> None:
         task = asyncio.get_running_loop().create_task(self._write(view, record, caller,
                                                                   frozenset(providers)))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        self._metrics.observe(record, labels)  # memory writes: nothing to wait for
+
+    def refused(self, labels: AttemptLabels, status: int) -> None:
+        """An attempt the worker answered itself: counted, with no usage to record."""
+        self._metrics.refused(labels, status)
 
     async def _write(self, view: ProcessorView, record: UsageRecord, caller: Caller,
                      providers: frozenset[str]) -> None:

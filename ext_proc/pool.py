@@ -1,18 +1,28 @@
 """Runs N worker processes, each on its own Unix socket, and restarts any that dies.
 
 Envoy keeps one HTTP/2 connection per worker socket and balances across them round-robin;
-SO_REUSEPORT would not spread load across Python processes.
+SO_REUSEPORT would not spread load across Python processes. The workers write their metrics
+to a directory the pool makes for them; `metrics()` sums them (ext_proc/pool_metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from ext_proc.pool_metrics import (
+    MULTIPROC_ENV,
+    create_metrics_dir,
+    exposition,
+    remove_metrics_dir,
+    worker_exited,
+)
 
 log = structlog.get_logger("pool")
 
@@ -39,6 +49,20 @@ class WorkerPool:
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = False
         self.restarts = 0
+        self.metrics_dir: str | None = None  # fresh for every start, removed by `stop`
+
+    @property
+    def workers(self) -> int:
+        return self._settings.workers
+
+    @property
+    def running(self) -> int:
+        return sum(1 for p in self._processes.values() if p.returncode is None)
+
+    def metrics(self) -> bytes:
+        """The Prometheus text exposition of every worker, summed. Reads files: call it off
+        the event loop."""
+        return exposition(self, self.metrics_dir)
 
     @property
     def sockets(self) -> list[str]:
@@ -61,6 +85,7 @@ class WorkerPool:
         """Start every worker and keep them running until `stop`."""
         await asyncio.to_thread(Path(self._settings.socket_dir).mkdir, parents=True,
                                 exist_ok=True)
+        self.metrics_dir = await asyncio.to_thread(create_metrics_dir)
         await asyncio.gather(*(self._keep_running(i) for i in range(self._settings.workers)))
 
     async def stop(self) -> None:
@@ -73,12 +98,17 @@ class WorkerPool:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
                 process.kill()
+                await process.wait()
+        if self.metrics_dir is not None:
+            await asyncio.to_thread(remove_metrics_dir, self.metrics_dir)
 
     async def _keep_running(self, index: int) -> None:
         while not self._stopping:
             process = await self._spawn(index)
             self._processes[index] = process
             code = await process.wait()
+            if self.metrics_dir is not None:
+                await asyncio.to_thread(worker_exited, self.metrics_dir, process.pid)
             if self._stopping:
                 return
             self.restarts += 1
@@ -94,4 +124,11 @@ class WorkerPool:
             "--node-id", f"{s.node_prefix}-{index}",
             "--secrets-dir", s.secrets_dir,
             "--log-level", s.log_level,
+            env=self._worker_env(),
         )
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.metrics_dir is not None:
+            env[MULTIPROC_ENV] = self.metrics_dir
+        return env

@@ -55,6 +55,9 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         finally:
             record = attempt.usage_record(cancelled)
             if record is not None:
-                self._meter.submit(attempt.view, record, attempt.caller, {record.provider})
+                self._meter.submit(attempt.view, record, attempt.caller, {record.provider},
+                                   attempt.labels())
+            elif attempt.refused_status is not None:
+                self._meter.refused(attempt.labels(), attempt.refused_status)
             log.info("attempt", **attempt.summary(),
                      duration_ms=round((time.monotonic() - started) * 1000, 2))

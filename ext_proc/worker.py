@@ -12,12 +12,15 @@ import grpc
 import structlog
 from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from prometheus_client import CollectorRegistry
 
 from control_plane.logs import configure_logging
 from ext_proc.config_client import ConfigClient
 from ext_proc.gate import Gate
 from ext_proc.ledgers import Ledgers, default_state_dir
 from ext_proc.meter import Meter
+from ext_proc.metering.admission_metrics import AdmissionMetrics
+from ext_proc.metering.metrics import AttemptMetrics
 from ext_proc.release import ReservationReleaser
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.server import Processor
@@ -33,7 +36,11 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
                 state_dir: str) -> None:
     config = ConfigClient(xds_address, node_id, secrets_dir)
     ledgers = Ledgers(state_dir, secrets_dir)
-    meter = Meter(ledgers)
+    # With PROMETHEUS_MULTIPROC_DIR set (the pool sets it), every value lives in this process's
+    # files in that directory, and the pool serves the sum of all workers' on /metrics.
+    registry = CollectorRegistry()
+    meter = Meter(ledgers, AttemptMetrics(registry))
+    gate = Gate(lambda: config.view, ledgers, metrics=AdmissionMetrics(registry))
     config_task = asyncio.create_task(config.run())
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(config.ready.wait(), FIRST_POLICY_WAIT_S)
@@ -43,7 +50,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
         ("grpc.so_reuseport", 0),
     ])
     ep_grpc.add_ExternalProcessorServicer_to_server(
-        Processor(config, Gate(lambda: config.view, ledgers), meter), server)
+        Processor(config, gate, meter), server)
     releaser = ReservationReleaser(lambda: config.view, ledgers)
     als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
     with contextlib.suppress(FileNotFoundError):

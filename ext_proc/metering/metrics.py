@@ -1,25 +1,34 @@
-"""Prometheus instruments named after the OpenTelemetry GenAI semantic conventions.
+"""Per-attempt Prometheus instruments, named after the OpenTelemetry GenAI semantic conventions.
 
 OTel names map to Prometheus the way the OTel Prometheus exporter does it: dots become
-underscores, a unit in braces (``{token}``) is dropped, ``s`` becomes ``_seconds``:
+underscores, a unit in braces (``{token}``) is dropped, ``s`` becomes ``_seconds``, a counter
+gains ``_total``:
 
 - ``gen_ai.client.token.usage``                  -> ``gen_ai_client_token_usage`` (histogram)
 - ``gen_ai.client.operation.duration``           -> ``gen_ai_client_operation_duration_seconds``
 - ``gen_ai.client.operation.time_to_first_chunk`` -> ``..._time_to_first_chunk_seconds``
 
 Attributes become labels the same way (``gen_ai.provider.name`` -> ``gen_ai_provider_name``).
+Every label value comes from the policy (teams, model names, provider names) or from a short
+fixed list, so the number of series stays bounded: no request ids, no key ids.
 Cached, cache-creation and reasoning tokens are subsets of input/output, so they go to a separate
 counter rather than into the histogram, where summing token types would double count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ext_proc.metering.usage import UsageRecord
+from ext_proc.contract import ClientApi
+from ext_proc.metering.usage import Outcome, UsageRecord
+
+log = structlog.get_logger("metrics")
 
 # Bucket boundaries recommended by the semantic conventions.
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
@@ -76,81 +85,143 @@ SEMCONV_PROVIDER_NAMES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-_COMMON = (
+# The client API an attempt serves -> ``gen_ai.operation.name``.
+OPERATION_NAMES: Mapping[ClientApi, str] = MappingProxyType(
+    {
+        ClientApi.OPENAI_CHAT: "chat",
+        ClientApi.ANTHROPIC_MESSAGES: "chat",
+        ClientApi.OPENAI_EMBEDDINGS: "embeddings",
+    }
+)
+
+COMMON_LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",
     "gen_ai_request_model",
+    "gen_ai_response_model",
     "switchboard_provider",
     "team",
 )
+# An attempt the worker answered itself before anything reached a provider.
+REFUSED = "refused"
+
+
+@contextlib.contextmanager
+def never_failing() -> Iterator[None]:
+    """Metrics never fail a request or cost it its usage record: an update that cannot be made
+    (no room left for the multiprocess files) is logged and dropped."""
+    try:
+        yield
+    except Exception as exc:
+        log.error("metrics not updated", error=repr(exc))
 
 
 def semconv_provider_name(kind: str) -> str:
     return SEMCONV_PROVIDER_NAMES.get(kind, kind)
 
 
-class GatewayMetrics:
-    """All metering instruments, registered on the registry the caller owns."""
+@dataclass(frozen=True, slots=True)
+class AttemptLabels:
+    """Who served an attempt, for whom: the labels every per-attempt series carries."""
+
+    operation: str  # "chat" or "embeddings"
+    provider_kind: str  # the policy's provider kind ("openai", "bedrock", "mock", ...)
+    provider: str  # the policy's provider name
+    requested_model: str  # the model the client asked for (after any downgrade)
+    response_model: str  # the provider's model that served it
+    team: str  # empty when the gateway takes no keys
+
+    def as_labels(self) -> dict[str, str]:
+        return {
+            "gen_ai_operation_name": self.operation,
+            "gen_ai_provider_name": semconv_provider_name(self.provider_kind),
+            "gen_ai_request_model": self.requested_model,
+            "gen_ai_response_model": self.response_model,
+            "switchboard_provider": self.provider,
+            "team": self.team,
+        }
+
+
+def error_type(record: UsageRecord) -> str:
+    """``error.type`` of an attempt: empty when it succeeded, the HTTP status when the provider
+    answered with an error, else how it ended (``no_response``, ``client_disconnect``)."""
+    if record.outcome is Outcome.OK:
+        return ""
+    if record.outcome is Outcome.UPSTREAM_ERROR and record.status:
+        return str(record.status)
+    return record.outcome.value
+
+
+class AttemptMetrics:
+    """The per-attempt instruments, registered on the registry the caller owns."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        common = list(COMMON_LABELS)
         self.token_usage = Histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used (gen_ai.client.token.usage).",
-            [*_COMMON, "gen_ai_token_type"],
+            [*common, "gen_ai_token_type"],
             buckets=TOKEN_BUCKETS,
             registry=registry,
         )
         self.token_detail = Counter(
             "switchboard_tokens_detail",
             "Cached-read, cache-creation and reasoning tokens (subsets of input/output).",
-            [*_COMMON, "gen_ai_token_type"],
+            [*common, "gen_ai_token_type"],
             registry=registry,
         )
         self.duration = Histogram(
             "gen_ai_client_operation_duration_seconds",
             "GenAI operation duration (gen_ai.client.operation.duration).",
-            [*_COMMON, "error_type"],
+            [*common, "error_type"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
         self.time_to_first_chunk = Histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time to the first streamed chunk (gen_ai.client.operation.time_to_first_chunk).",
-            list(_COMMON),
+            common,
             buckets=TTFC_BUCKETS,
             registry=registry,
         )
         self.cost = Counter(
             "switchboard_cost_usd",
-            "Cost of served requests in USD, where a price is known.",
-            list(_COMMON),
+            "Cost of attempts in USD, where a price is known.",
+            common,
             registry=registry,
         )
         self.unpriced = Counter(
-            "switchboard_unpriced_requests",
+            "switchboard_unpriced_attempts",
             "Attempts whose cost is unknown because no price exists for the model.",
-            list(_COMMON),
+            common,
             registry=registry,
         )
         self.estimated = Counter(
-            "switchboard_estimated_usage_requests",
+            "switchboard_estimated_usage_attempts",
             "Attempts whose token usage was estimated because the upstream reported none.",
-            list(_COMMON),
+            common,
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "switchboard_attempts",
+            "Upstream attempts, by how they ended and the HTTP status (0: none arrived).",
+            [*common, "outcome", "http_response_status_code"],
             registry=registry,
         )
 
-    def observe(self, record: UsageRecord, *, provider_kind: str, operation: str = "chat") -> None:
-        """Record one attempt; the labels come from the record and the provider's kind."""
-        common = {
-            "gen_ai_operation_name": operation,
-            "gen_ai_provider_name": semconv_provider_name(provider_kind),
-            "gen_ai_request_model": record.requested_model,
-            "switchboard_provider": record.provider,
-            "team": record.team,
-        }
+    def observe(self, record: UsageRecord, labels: AttemptLabels) -> None:
+        """Record one attempt that reached a provider (or the mock), once."""
+        with never_failing():
+            self._observe(record, labels)
+
+    def _observe(self, record: UsageRecord, labels: AttemptLabels) -> None:
+        common = labels.as_labels()
         usage = record.usage
-        self.token_usage.labels(**common, gen_ai_token_type="input").observe(usage.input)
-        self.token_usage.labels(**common, gen_ai_token_type="output").observe(usage.output)
+        if usage.total or usage.estimated:
+            self.token_usage.labels(**common, gen_ai_token_type="input").observe(usage.input)
+            if labels.operation != "embeddings":
+                self.token_usage.labels(**common, gen_ai_token_type="output").observe(
+                    usage.output)
         for token_type, count in (
             ("cache_read", usage.cached_read),
             ("cache_creation", usage.cache_creation),
@@ -158,8 +229,7 @@ class GatewayMetrics:
         ):
             if count:
                 self.token_detail.labels(**common, gen_ai_token_type=token_type).inc(count)
-        error_type = "" if record.outcome == "ok" else str(record.outcome)
-        self.duration.labels(**common, error_type=error_type).observe(record.latency_s)
+        self.duration.labels(**common, error_type=error_type(record)).observe(record.latency_s)
         if record.ttft_s is not None:
             self.time_to_first_chunk.labels(**common).observe(record.ttft_s)
         if record.cost_usd is None:
@@ -168,3 +238,11 @@ class GatewayMetrics:
             self.cost.labels(**common).inc(float(record.cost_usd))
         if usage.estimated:
             self.estimated.labels(**common).inc()
+        self.attempts.labels(**common, outcome=record.outcome.value,
+                             http_response_status_code=str(record.status)).inc()
+
+    def refused(self, labels: AttemptLabels, status: int) -> None:
+        """Record an attempt the worker refused (bad request, provider misconfigured)."""
+        with never_failing():
+            self.attempts.labels(**labels.as_labels(), outcome=REFUSED,
+                                 http_response_status_code=str(status)).inc()

@@ -25,6 +25,7 @@ class Gateway:
     admin_port: int
     envoy_admin_port: int
     log_path: Path
+    ext_proc_health_port: int
 
     @property
     def url(self) -> str:
@@ -45,6 +46,12 @@ class Gateway:
     def ledger_path(self) -> Path:
         return self.policy_path.parent / "state" / "ledger.sqlite"
 
+    def metrics(self) -> str:
+        """The workers' Prometheus metrics, summed over every worker."""
+        response = httpx.get(f"http://127.0.0.1:{self.ext_proc_health_port}/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -63,13 +70,14 @@ def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None
                   workers: int = 2, extra_args: tuple[str, ...] = ()) -> Gateway:
     policy_path = work_dir / "policy.yaml"
     policy_path.write_text(policy)
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(5)]
     log_path = work_dir / "gateway.log"
     command = [
         sys.executable, "-m", "control_plane", "up", "--policy", str(policy_path),
         "--workers", str(workers), "--listener-port", str(ports[0]),
         "--xds-port", str(ports[1]), "--admin-port", str(ports[2]),
-        "--envoy-admin-port", str(ports[3]), *extra_args,
+        "--envoy-admin-port", str(ports[3]), "--ext-proc-health-port", str(ports[4]),
+        *extra_args,
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -77,7 +85,7 @@ def start_gateway(policy: str, work_dir: Path, env: dict[str, str] | None = None
                                         "SWITCHBOARD_STATE_DIR": str(work_dir / "state"),
                                         **(env or {})},
                                    cwd=Path(__file__).parents[2])
-    gateway = Gateway(policy_path, process, ports[0], ports[2], ports[3], log_path)
+    gateway = Gateway(policy_path, process, ports[0], ports[2], ports[3], log_path, ports[4])
     _wait_ready(gateway)
     return gateway
 

@@ -83,3 +83,33 @@ def test_the_mock_answers_without_any_provider() -> None:
     assert reply.immediate_response.status.code == 200
     assert orjson.loads(reply.immediate_response.body)["choices"][0]["message"]["content"] == (
         "This is a mock reply from Switchboard to: hi")
+
+
+def test_metric_labels_come_from_the_policy_and_a_refusal_keeps_its_status() -> None:
+    attempt = Attempt(lambda: VIEW)
+    attempt.handle(headers_message(x_switchboard_provider="ghost",
+                                   x_switchboard_target_model="gpt-4o",
+                                   x_switchboard_requested_model="smart",
+                                   x_switchboard_team="search", x_switchboard_key_id="sha256:k",
+                                   x_switchboard_api="openai.embeddings"))
+    assert attempt.refused_status == 503
+    assert attempt.usage_record(cancelled=False) is None  # nothing reached a provider
+    labels = attempt.labels()
+    assert (labels.operation, labels.provider_kind, labels.provider) == ("embeddings", "",
+                                                                         "ghost")
+    assert (labels.requested_model, labels.response_model, labels.team) == ("smart", "gpt-4o",
+                                                                            "search")
+
+
+def test_a_served_attempt_is_labelled_with_its_providers_kind() -> None:
+    attempt = Attempt(lambda: VIEW)
+    attempt.handle(headers_message(x_switchboard_provider="demo",
+                                   x_switchboard_target_model="mock",
+                                   x_switchboard_requested_model="mock",
+                                   x_switchboard_api="anthropic.messages"))
+    attempt.handle(body_message({"model": "mock", "max_tokens": 5,
+                                 "messages": [{"role": "user", "content": "hi"}]}))
+    assert attempt.refused_status is None
+    labels = attempt.labels()
+    assert (labels.operation, labels.provider_kind, labels.provider, labels.team) == (
+        "chat", "mock", "demo", "")
