@@ -15,10 +15,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Tests start a real redis-server (Debian package) on a free loopback port.
+# Tests start a real redis-server on a free loopback port, and move the workers' clock with
+# libfaketime (Debian packages).
 system-deps:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq libfaketime >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

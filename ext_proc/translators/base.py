@@ -57,7 +57,9 @@ class LocalReply:
 
 @dataclass(frozen=True)
 class Translated:
-    """Bytes for the client (None: unchanged) and the usage learnt from them, if any."""
+    """Bytes for the client (None: unchanged) and the usage learnt from them, if any. A stream
+    reports only the answer's final usage, never a provider's running or placeholder counts:
+    a stream cut before its final count reports none and is charged with an estimate."""
 
     body: bytes | None
     usage: Usage | None = None

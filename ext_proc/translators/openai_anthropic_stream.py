@@ -22,23 +22,30 @@ from ext_proc.translators.sse import SseParser, encode, json_data
 
 
 class AnthropicUsageTracker:
-    """message_start carries the input counts; message_delta carries cumulative updates."""
+    """message_start carries the input counts; message_delta carries cumulative updates.
+
+    Only message_delta completes the usage: message_start's output count is a placeholder
+    (Anthropic sends 1; backends translated into Messages events know nothing yet and send
+    0). So the usage is reported once message_delta arrives, and a stream cut before it
+    reports none, which the metering layer then estimates instead of taking the placeholder
+    for the answer's real size.
+    """
 
     def __init__(self) -> None:
+        self._start: Usage | None = None
         self.usage: Usage | None = None
 
     def see(self, data: dict[str, Any]) -> bool:
-        """Record the usage an event carries; True when it carried some."""
+        """Record the usage an event carries; True when it completed the usage."""
         kind = data.get("type")
         message = data.get("message")
         if kind == "message_start" and isinstance(message, dict):
             usage = message.get("usage")
             if isinstance(usage, dict):
-                self.usage = usage_from_anthropic(usage)
-                return True
+                self._start = usage_from_anthropic(usage)
         elif kind == "message_delta" and isinstance(usage := data.get("usage"), dict):
             seen = usage_from_anthropic(usage)
-            base = self.usage or Usage()
+            base = self.usage or self._start or Usage()
             # Only the fields present in this event replace earlier values.
             self.usage = replace(base, **{
                 name: getattr(seen, name) for name, key in _USAGE_KEYS.items() if key in usage})

@@ -6,11 +6,17 @@ shape: Azure the api-key header, Gemini x-goog-api-key, Vertex a bearer token th
 /token endpoint issued, Bedrock a SigV4 signature recomputed with botocore from the request as
 received (host, raw path, body). Bedrock streams are real binary event-stream frames, sent in
 small pieces that cut through frames.
+
+Every answer reports the token counts of `CloudFake.usage` in its provider's own way (what each
+counts as input, where cache reads and writes and reasoning go). With `hold_after` set, a
+streamed answer stops after that many events and holds the connection open until the gateway
+hangs up, as a provider still generating does when its client goes away.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import sys
 import threading
 import time
@@ -42,9 +48,59 @@ class Keys:
     region: str = "us-east-1"
 
 
+@dataclass(frozen=True)
+class FakeUsage:
+    """The tokens of one answer: uncached prompt, cache reads and writes, visible output and
+    reasoning. Each provider reports them in its documented shape (fixtures/README.md)."""
+
+    prompt: int = 11
+    cached_read: int = 0
+    cache_write: int = 0
+    output: int = 7
+    reasoning: int = 0
+
+    def openai(self) -> dict[str, Any]:
+        """Azure OpenAI: prompt_tokens counts every prompt token, cached_tokens among them;
+        there is no cache-write count (writes are billed as ordinary input), and
+        completion_tokens includes the reasoning tokens."""
+        prompt = self.prompt + self.cache_write + self.cached_read
+        completion = self.output + self.reasoning
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": self.cached_read},
+                "completion_tokens_details": {"reasoning_tokens": self.reasoning}}
+
+    def bedrock(self) -> dict[str, Any]:
+        """Converse TokenUsage: cache reads and writes are counted apart from inputTokens;
+        outputTokens includes reasoning, which Converse does not count apart."""
+        usage = {"inputTokens": self.prompt, "outputTokens": self.output + self.reasoning}
+        if self.cached_read or self.cache_write:
+            usage |= {"cacheReadInputTokens": self.cached_read,
+                      "cacheWriteInputTokens": self.cache_write}
+        return usage | {"totalTokens": sum(usage.values())}
+
+    def gemini(self, final: bool = True) -> dict[str, Any]:
+        """usageMetadata: promptTokenCount includes cachedContentTokenCount (a cache is
+        written by its own API call, so writes here are ordinary input); thoughts are counted
+        apart from candidates. A stream's events before the last carry the prompt only."""
+        prompt = self.prompt + self.cache_write + self.cached_read
+        usage = {"promptTokenCount": prompt}
+        if self.cached_read:
+            usage["cachedContentTokenCount"] = self.cached_read
+        if final:
+            usage["candidatesTokenCount"] = self.output
+            if self.reasoning:
+                usage["thoughtsTokenCount"] = self.reasoning
+        counted = prompt + usage.get("candidatesTokenCount", 0) + usage.get(
+            "thoughtsTokenCount", 0)
+        return usage | {"totalTokenCount": counted}
+
+
 @dataclass
 class CloudFake:
     keys: Keys = field(default_factory=Keys)
+    usage: FakeUsage = field(default_factory=FakeUsage)
+    hold_after: int | None = None  # streamed answers: events sent before holding
     received: list[dict[str, Any]] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -104,6 +160,10 @@ class CloudFake:
         else:
             _send(handler, 404, "application/json", b'{"error": "no such path"}')
 
+    def _stream(self, handler: BaseHTTPRequestHandler, content_type: str,
+                events: list[bytes]) -> None:
+        _stream(handler, content_type, events, self.hold_after)
+
     # --- Google OAuth2 token endpoint (service-account JWT bearer grant) ---
     def _token(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         form = urllib.parse.parse_qs(raw.decode())
@@ -131,14 +191,15 @@ class CloudFake:
             return
         deployment = parts.path.split("/")[3]
         body = {**body, "model": deployment}
+        usage = self.usage.openai()
         if parts.path.endswith("/embeddings"):
             _send(handler, 200, "application/json", orjson.dumps(embeddings(body)))
         elif body.get("stream"):
-            _send(handler, 200, "text/event-stream", b"".join(
-                b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, "azure"))
-                  + b"data: [DONE]\n\n")
+            self._stream(handler, "text/event-stream", [
+                b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, "azure", usage)
+            ] + [b"data: [DONE]\n\n"])
         elif body.get("tools"):
-            completion = chat_completion(body, "azure")
+            completion = chat_completion(body, "azure", usage)
             completion["choices"][0].update(finish_reason="tool_calls", message={
                 "role": "assistant", "content": None, "tool_calls": [{
                     "id": "call_az1", "type": "function", "function": {
@@ -146,7 +207,8 @@ class CloudFake:
                         "arguments": '{"city": "Paris"}'}}]})
             _send(handler, 200, "application/json", orjson.dumps(completion))
         else:
-            _send(handler, 200, "application/json", orjson.dumps(chat_completion(body, "azure")))
+            _send(handler, 200, "application/json",
+                  orjson.dumps(chat_completion(body, "azure", usage)))
 
     # --- Bedrock runtime ---
     def _bedrock(self, handler: BaseHTTPRequestHandler, headers: dict[str, str],
@@ -175,7 +237,7 @@ class CloudFake:
                   {"x-amzn-errortype": "ValidationException"})
             return
         text = f"bedrock answers {model}"
-        usage = {"inputTokens": 11, "outputTokens": 7, "totalTokens": 18}
+        usage = self.usage.bedrock()
         tool = _wants_tool(body, "toolConfig", "toolResult")
         if action == "converse":
             content: list[dict[str, Any]] = [{"text": text}]
@@ -202,7 +264,7 @@ class CloudFake:
                    eventstream.event("messageStop", {
                        "stopReason": "tool_use" if tool else "end_turn"}),
                    eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": 5}})]
-        _stream(handler, "application/vnd.amazon.eventstream", b"".join(frames))
+        self._stream(handler, "application/vnd.amazon.eventstream", frames)
 
     def _sigv4_problem(self, path: str, headers: dict[str, str], body: bytes) -> str:
         match = _AUTH.match(headers.get("authorization", ""))
@@ -251,7 +313,6 @@ class CloudFake:
                                         "specified", "INVALID_ARGUMENT")
             return
         tool = _wants_tool(body, "tools", "functionResponse")
-        usage = {"promptTokenCount": 11, "candidatesTokenCount": 7, "totalTokenCount": 18}
         if tool:
             parts: list[dict[str, Any]] = [
                 {"functionCall": {"name": tool, "args": {"city": "Paris"}}}]
@@ -263,7 +324,7 @@ class CloudFake:
                                          "index": 0}
             if final:
                 candidate["finishReason"] = "STOP"
-            return {"candidates": [candidate], "usageMetadata": usage,
+            return {"candidates": [candidate], "usageMetadata": self.usage.gemini(final),
                     "modelVersion": model, "responseId": "resp-1"}
 
         if method == "generateContent":
@@ -273,8 +334,8 @@ class CloudFake:
             events = [response([{"text": w if i == 0 else " " + w}], False)
                       for i, w in enumerate(words)]
             events.append(response(parts if tool else [{"text": ""}], True))
-            _stream(handler, "text/event-stream", b"".join(
-                b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events))
+            self._stream(handler, "text/event-stream",
+                         [b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events])
         else:
             _google_error(handler, 404, "Method not found.", "NOT_FOUND")
 
@@ -317,16 +378,35 @@ def _send(handler: BaseHTTPRequestHandler, status: int, content_type: str, paylo
     handler.wfile.write(payload)
 
 
-def _stream(handler: BaseHTTPRequestHandler, content_type: str, data: bytes,
-            piece: int = 37) -> None:
-    """Chunked transfer in pieces that cut through frames and events."""
+def _stream(handler: BaseHTTPRequestHandler, content_type: str, events: list[bytes],
+            hold_after: int | None = None, piece: int = 37) -> None:
+    """Chunked transfer in pieces that cut through frames and events; with `hold_after`, the
+    first events in one piece, then nothing until the peer hangs up."""
     handler.send_response(200)
     handler.send_header("content-type", content_type)
     handler.send_header("transfer-encoding", "chunked")
     handler.end_headers()
-    for start in range(0, len(data), piece):
-        part = data[start:start + piece]
+
+    def chunk(part: bytes) -> None:
         handler.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
         handler.wfile.flush()
+
+    if hold_after is not None:
+        chunk(b"".join(events[:hold_after]))
+        _wait_for_hangup(handler.connection)
+        handler.close_connection = True
+        return
+    data = b"".join(events)
+    for start in range(0, len(data), piece):
+        chunk(data[start:start + piece])
         time.sleep(0.001)
     handler.wfile.write(b"0\r\n\r\n")
+
+
+def _wait_for_hangup(connection: socket.socket, timeout_s: float = 15.0) -> None:
+    connection.settimeout(timeout_s)
+    try:
+        while connection.recv(4096):
+            pass
+    except OSError:
+        pass  # reset by the peer, or the timeout: either way the answer is over

@@ -109,18 +109,20 @@ def usage() -> dict[str, int]:
     return {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
-def chat_completion(body: dict[str, Any], name: str) -> dict[str, Any]:
+def chat_completion(body: dict[str, Any], name: str,
+                    reported: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake-1", "object": "chat.completion", "created": 1_700_000_000,
         "model": body.get("model"), "system_fingerprint": None,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": reply_text(body, name),
                                  "refusal": None}}],
-        "usage": usage(),
+        "usage": reported or usage(),
     }
 
 
-def chat_chunks(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def chat_chunks(body: dict[str, Any], name: str,
+                reported: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {"id": "chatcmpl-fake-1", "object": "chat.completion.chunk",
                 "created": 1_700_000_000, "model": body.get("model"),
@@ -133,7 +135,7 @@ def chat_chunks(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
     chunks += [chunk({"content": w if i == 0 else " " + w}, None) for i, w in enumerate(words)]
     chunks.append(chunk({}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        chunks.append({**chunk({}, None), "choices": [], "usage": usage()})
+        chunks.append({**chunk({}, None), "choices": [], "usage": reported or usage()})
     return chunks
 
 

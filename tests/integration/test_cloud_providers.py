@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.cloud_server import CloudFake
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.cloud import BEDROCK_MODEL, start_cloud_gateway
+from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +27,11 @@ WEATHER_TOOL: Any = {"type": "function", "function": {
                    "required": ["city"]}}}
 
 
-def _policy(url: str, work: Path) -> str:
-    return f"""
-providers:
-  azure: {{kind: azure-openai, base_url: "{url}", api_key: "env:TEST_AZURE_KEY"}}
-  bedrock: {{kind: bedrock, region: us-east-1, base_url: "{url}",
-            aws_access_key_id: "env:TEST_AWS_ACCESS_KEY_ID",
-            aws_secret_access_key: "file:{work}/aws-secret",
-            aws_session_token: "env:TEST_AWS_SESSION_TOKEN"}}
-  gemini: {{kind: gemini, base_url: "{url}", api_key: "env:TEST_GEMINI_KEY"}}
-  vertex: {{kind: vertex, project: demo-project, location: europe-west4, base_url: "{url}",
-           service_account: "file:{work}/service-account.json"}}
+MODELS = f"""
 models:
   azure-chat: {{targets: [{{provider: azure, model: gpt-4o-deployment}}]}}
   azure-embed: {{targets: [{{provider: azure, model: embed-deployment}}]}}
-  bedrock-chat: {{targets: [{{provider: bedrock,
-                             model: "anthropic.claude-3-5-sonnet-20240620-v1:0"}}]}}
+  bedrock-chat: {{targets: [{{provider: bedrock, model: "{BEDROCK_MODEL}"}}]}}
   bedrock-bad: {{targets: [{{provider: bedrock, model: "bad.model-v1:0"}}]}}
   bedrock-embed: {{targets: [{{provider: bedrock, model: "amazon.titan-embed-text-v2:0"}}]}}
   gemini-chat: {{targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
@@ -52,15 +39,6 @@ models:
   vertex-chat: {{targets: [{{provider: vertex, model: gemini-2.5-flash}}]}}
   vertex-embed: {{targets: [{{provider: vertex, model: text-embedding-005}}]}}
 """
-
-
-def _service_account(token_uri: str) -> dict[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "demo-project", "private_key_id": "k1",
-            "private_key": pem, "client_email": "gateway@demo-project.iam.gserviceaccount.com",
-            "client_id": "1", "token_uri": token_uri}
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +50,7 @@ def fake() -> Iterator[CloudFake]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, fake: CloudFake) -> Iterator[Gateway]:
-    work = tmp_path_factory.mktemp("cloud")
-    keys = fake.keys
-    (work / "aws-secret").write_text(keys.aws_secret_access_key + "\n")
-    (work / "service-account.json").write_text(json.dumps(_service_account(f"{fake.url}/token")))
-    running = start_gateway(_policy(fake.url, work), work, env={
-        "TEST_AZURE_KEY": keys.azure, "TEST_GEMINI_KEY": keys.gemini,
-        "TEST_AWS_ACCESS_KEY_ID": keys.aws_access_key_id,
-        "TEST_AWS_SESSION_TOKEN": keys.aws_session_token})
+    running = start_cloud_gateway(MODELS, fake, tmp_path_factory.mktemp("cloud"))
     yield running
     running.stop()
 

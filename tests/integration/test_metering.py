@@ -7,7 +7,6 @@ the prices, so every expected cost below is worked out by hand from the fixture'
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 from control_plane.keys import create_key
 from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.metering import burst, cost_of, poll, query, usage_record, wait_released
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -93,25 +93,7 @@ def oai(gateway: Gateway) -> openai.OpenAI:
 
 
 def record(gateway: Gateway, request_id: str) -> dict[str, Any]:
-    """The usage row of a request's first attempt; written in the background, so poll."""
-    deadline = time.monotonic() + 5
-    while True:
-        row = None
-        try:
-            with sqlite3.connect(f"file:{gateway.ledger_path}?mode=ro", uri=True) as db:
-                db.row_factory = sqlite3.Row
-                row = db.execute("SELECT * FROM usage WHERE request_id = ?",
-                                 (request_id,)).fetchone()
-        except sqlite3.OperationalError:
-            pass  # a worker creates the file and its tables with its first write
-        if row is not None:
-            return dict(row)
-        assert time.monotonic() < deadline, f"no usage record for {request_id}"
-        time.sleep(0.05)
-
-
-def cost_of(row: dict[str, Any]) -> Decimal:
-    return Decimal(row["cost_nanos"]) / Decimal(10**9)
+    return usage_record(gateway.ledger_path, request_id)
 
 
 # OpenAI text fixture: 1200 prompt (1024 cached) + 7 completion at 2 / 1 cached / 8 per Mtok.
@@ -251,32 +233,18 @@ def test_a_spent_budget_downgrades_to_the_cheaper_model(oai: openai.OpenAI) -> N
 
 
 def test_a_blocking_budget_holds_under_200_concurrent_requests(gateway: Gateway) -> None:
-    async def one(client: httpx.AsyncClient) -> int:
-        response = await client.post(
-            f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-            json={"model": "mock-capped", "messages": CHAT, "max_tokens": 20})
-        return response.status_code
-
-    async def burst() -> list[int]:
-        limits = httpx.Limits(max_connections=200)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-            return await asyncio.gather(*(one(client) for _ in range(200)))
-
-    statuses = asyncio.run(burst())
+    statuses = burst([gateway.url], KEY, {"model": "mock-capped", "messages": CHAT,
+                                          "max_tokens": 20}, 200)
     assert set(statuses) <= {200, 429}
     assert statuses.count(200) >= 1 and statuses.count(429) >= 1
-    deadline = time.monotonic() + 10
-    while True:  # usage writes and access-log releases happen in the background
-        with sqlite3.connect(gateway.ledger_path) as db:
-            spent, served = db.execute(
-                "SELECT SUM(cost_nanos), COUNT(*) FROM usage WHERE requested_model = ?",
-                ("mock-capped",)).fetchone()
-            held = db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0]
-        if served == statuses.count(200) and held == 0:
-            break
-        assert time.monotonic() < deadline, f"{served} records, {held} reservations held"
-        time.sleep(0.1)
-    assert Decimal(spent) / 10**9 <= Decimal("0.1")
+    wait_released(gateway.ledger_path)
+
+    def spent_nanos() -> int | None:  # usage records are written in the background
+        [row] = query(gateway.ledger_path, "SELECT SUM(cost_nanos) AS spent, COUNT(*) AS "
+                      "served FROM usage WHERE requested_model = 'mock-capped'")
+        return row["spent"] if row["served"] == statuses.count(200) else None
+
+    assert Decimal(poll(spent_nanos, "a record per request served")) / 10**9 <= Decimal("0.1")
 
 
 def test_usage_and_budgets_from_the_admin_api(gateway: Gateway, oai: openai.OpenAI) -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -38,18 +38,25 @@ class Components:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.listener}"
 
-    def start(self, name: str, *args: str) -> None:
+    @property
+    def ledger_path(self) -> Path:
+        """The workers' SQLite ledger (the policy's default state)."""
+        return self.work / "state" / "ledger.sqlite"
+
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
         log = (self.work / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "control_plane", *args], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "SWITCHBOARD_WORK_DIR": str(self.work)},
+            env={**os.environ, "SWITCHBOARD_WORK_DIR": str(self.work),
+                 "SWITCHBOARD_STATE_DIR": str(self.work / "state"), **(env or {})},
             cwd=Path(__file__).parents[2])
 
-    def start_all(self, workers: int = 2) -> None:
+    def start_all(self, workers: int = 2, ext_proc_env: Mapping[str, str] | None = None) -> None:
+        """Every component; `ext_proc_env` is added to the worker processes' environment."""
         self.start_control_plane()
         sockets = self.work / "sockets"
         self.start("ext-proc", "ext-proc", "--workers", str(workers), "--socket-dir",
-                   str(sockets), "--xds-address", f"127.0.0.1:{self.xds}")
+                   str(sockets), "--xds-address", f"127.0.0.1:{self.xds}", env=ext_proc_env)
         wait_until(lambda: len(list(sockets.glob("*.sock"))) == workers, START_TIMEOUT_S)
         self.start("envoy", "envoy", "--xds-address", f"127.0.0.1:{self.xds}",
                    "--ext-proc-socket-dir", str(sockets), "--workers", str(workers),
