@@ -38,7 +38,7 @@ from ext_proc.credentials import (
     Outgoing,
     credential_headers,
 )
-from ext_proc.meter import estimated_usage, format_usd, price, token_usage
+from ext_proc.meter import estimate_tokens, estimated_usage, format_usd, price, token_usage
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
@@ -52,7 +52,7 @@ from ext_proc.translators.base import (
     Translator,
     Usage,
 )
-from ext_proc.translators.common import is_event_stream
+from ext_proc.translators.common import is_event_stream, provider_events
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView, ProviderView
 
@@ -92,6 +92,7 @@ class Attempt:
         self._first_byte: float | None = None
         self._usage: Usage | None = None
         self._events = 0
+        self._reply_tokens = 0  # estimated output of a reply that reported no usage
         self._finished = False
         self._final_price: tuple[TokenUsage, Decimal | None] | None = None
 
@@ -221,10 +222,10 @@ class Attempt:
             self._first_byte = time.monotonic()
         if self._guard is not None:
             translated = self._translator.response_chunk(body.body, body.end_of_stream)
-            self._events += body.body.count(b"data:")
             self._usage = translated.usage or self._usage
             self._finished = body.end_of_stream
             sent = body.body if translated.body is None else translated.body
+            self._events += provider_events(body.body)
             if self._stream_cost is not None and (costed := self._stream_cost.send(
                     sent, body.end_of_stream, self._priced)) is not None:
                 sent, translated = costed, replace(translated, body=costed)
@@ -233,6 +234,8 @@ class Attempt:
         else:
             translated = self._translator.response_body(body.body)
             self._usage, self._finished = translated.usage, True
+            if translated.usage is None and self._api is not ClientApi.OPENAI_EMBEDDINGS:
+                self._reply_tokens = estimate_tokens(body.body)
             set_headers = self._cost_header()
             if translated.body is not None:  # the length changed with the body
                 set_headers["content-length"] = str(len(translated.body))
@@ -266,9 +269,17 @@ class Attempt:
     def _metered_usage(self) -> TokenUsage:
         if self._usage is not None:
             return token_usage(self._usage)
-        if 200 <= self._status < 300 and not self._finished:
-            return estimated_usage(self._request_body, self._events)  # a stream cut short
-        return TokenUsage()
+        if not 200 <= self._status < 300:
+            return TokenUsage()
+        # Served, but no usage reported (a stream cut before its usage, or a provider that
+        # reports none): estimated, and marked so.
+        output = self._events if self._guard is not None else self._reply_tokens
+        return estimated_usage(self._request_body, output)
+
+    @property
+    def _complete(self) -> bool:
+        """The provider's body ended, or the client was sent the stream's terminator."""
+        return self._finished or (self._guard is not None and self._guard.finished)
 
     @property
     def caller(self) -> Caller:
@@ -282,7 +293,8 @@ class Attempt:
         usage, cost = self._priced()
         if self._status == 0:
             outcome = Outcome.NO_RESPONSE
-        elif cancelled and not self._finished:
+        elif (cancelled or self._guard is not None) and not self._complete:
+            # Envoy cancels the stream, or for a client gone mid-stream just closes it.
             outcome = Outcome.CLIENT_DISCONNECT
         elif 200 <= self._status < 300:
             outcome = Outcome.OK

@@ -39,11 +39,16 @@ def token_usage(usage: Usage) -> TokenUsage:
                       reasoning=usage.reasoning_tokens)
 
 
-def estimated_usage(request_body: bytes, output_events: int) -> TokenUsage:
-    """For an attempt whose upstream never reported usage (a stream cut short): the prompt
-    from the request text, one output token per streamed event (providers send about one)."""
-    return TokenUsage(input=ESTIMATOR.count(request_body.decode("utf-8", "replace")),
-                      output=output_events, estimated=True)
+def estimate_tokens(text: bytes) -> int:
+    return ESTIMATOR.count(text.decode("utf-8", "replace"))
+
+
+def estimated_usage(request_body: bytes, output_tokens: int) -> TokenUsage:
+    """For an attempt whose upstream never reported usage: the prompt from the request text
+    (JSON included, which leans high); the output as the caller counted it (one token per
+    streamed event, providers send about one; the reply's text for a whole reply)."""
+    return TokenUsage(input=estimate_tokens(request_body), output=output_tokens,
+                      estimated=True)
 
 
 def price(view: ProcessorView, provider: ProviderView, model: str, usage: TokenUsage,

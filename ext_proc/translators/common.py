@@ -118,6 +118,13 @@ def is_success(status: int) -> bool:
     return 200 <= status < 300
 
 
+def provider_events(chunk: bytes) -> int:
+    """Events in a chunk of a provider's stream, about one output token each (for the estimate
+    of a stream cut before its usage): SSE `data:` lines, or AWS event-stream messages, each of
+    which carries an `:event-type` header (its name preceded by its length, 11)."""
+    return chunk.count(b"data:") + chunk.count(b"\x0b:event-type")
+
+
 def is_event_stream(headers: Mapping[str, str]) -> bool:
     return headers.get("content-type", "").startswith("text/event-stream")
 

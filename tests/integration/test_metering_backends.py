@@ -239,16 +239,8 @@ def cut_openai_sdk_stream(gateway: Gateway, backend: str) -> tuple[str, bytes]:
     return request_id, sent[-1]
 
 
-# Bedrock's events are binary frames, not `data:` lines.
-UNCOUNTED_EVENTS = pytest.mark.xfail(strict=True, reason=(
-    "the attempt counts streamed events as `data:` lines in the provider's bytes, so an "
-    "estimate for a Bedrock stream has no output tokens (fix in ext_proc/attempt.py: count "
-    "the events sent to the client)"))
-
-
 @pytest.mark.usefixtures("held")
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=UNCOUNTED_EVENTS) if b == "bedrock" else b for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_openai_sdk_stream_closed_after_its_first_chunk_is_charged_an_estimate(
         gateway: Gateway, backend: str) -> None:
     request_id, body = cut_openai_sdk_stream(gateway, backend)
@@ -270,10 +262,6 @@ def test_a_raw_stream_closed_early_is_charged_an_estimate(gateway: Gateway) -> N
     assert_estimated(gateway, request_id, body, "gemini", output_tokens=HOLD_AFTER)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Envoy half-closes the worker's stream when the client goes away instead of cancelling "
-    "it, and the attempt says client_disconnect only on a cancellation (fix in "
-    "ext_proc/attempt.py: a stream that had not reached its end is a client disconnect)"))
 @pytest.mark.usefixtures("held")
 def test_a_stream_closed_early_is_recorded_as_a_client_disconnect(gateway: Gateway) -> None:
     request_id, _ = cut_openai_sdk_stream(gateway, "azure")
@@ -296,9 +284,6 @@ def test_embeddings_carry_their_exact_cost(gateway: Gateway, backend: str, input
                                                                  expected, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a complete reply that reports no usage is recorded as 0 tokens instead of an estimate "
-    "(fix in ext_proc/attempt.py: estimate whenever a 2xx attempt reported no usage)"))
 def test_gemini_embeddings_which_report_no_tokens_are_charged_an_estimate(
         gateway: Gateway) -> None:
     body = orjson.dumps({"model": "gemini-embed", "input": "hello there"})
