@@ -20,6 +20,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from ext_proc.access import Caller
 from ext_proc.contract import (
     ATTEMPT_COUNT_HEADER,
+    BUDGET_WARNING_HEADER,
     CLIENT_API_HEADER,
     COST_HEADER,
     INTERNAL_HEADER_PREFIX,
@@ -328,10 +329,14 @@ class Attempt:
             team=headers.get(TEAM_HEADER, ""))
 
     def _served_by(self) -> dict[str, str]:
+        """What Envoy adds to a provider's reply, for a reply the worker gives itself."""
         if self._provider is None:
             return {}
-        return {RESPONSE_PROVIDER_HEADER: self._provider.name,
-                RESPONSE_MODEL_HEADER: self._request_headers.get(TARGET_MODEL_HEADER, "")}
+        served = {RESPONSE_PROVIDER_HEADER: self._provider.name,
+                  RESPONSE_MODEL_HEADER: self._request_headers.get(TARGET_MODEL_HEADER, "")}
+        if warning := self._request_headers.get(BUDGET_WARNING_HEADER):
+            served[BUDGET_WARNING_HEADER] = warning
+        return served
 
     def _error(self, status: int, message: str) -> ep.ProcessingResponse:
         self.outcome = f"refused {status}"

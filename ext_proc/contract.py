@@ -21,6 +21,8 @@ CLIENT_API_HEADER = "x-switchboard-api"
 TEAM_HEADER = "x-switchboard-team"
 KEY_ID_HEADER = "x-switchboard-key-id"
 BUDGET_WARNING_HEADER = "x-switchboard-budget-warning"
+# Dynamic metadata key under METADATA_NAMESPACE: the warn budgets a request exceeded.
+BUDGET_WARNING_METADATA_KEY = "budget_warning"
 # Set per attempt from the request's metadata: the model the client asked for.
 REQUESTED_MODEL_HEADER = "x-switchboard-requested-model"
 # Envoy's count of this request's attempts (virtual host include_request_attempt_count).

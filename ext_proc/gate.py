@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
-    BUDGET_WARNING_HEADER,
+    BUDGET_WARNING_METADATA_KEY,
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
     RESERVATION_METADATA_KEY,
@@ -142,10 +142,14 @@ class Gate:
                               team=caller.team, model=model)
         if admission.warnings:
             self._metrics.budgets(admission.warnings, BudgetAction.WARNED)
-            set_headers[BUDGET_WARNING_HEADER] = " ".join(w.message() for w in admission.warnings)
+            # In metadata, not a request header: the attempt strips internal request headers
+            # before the upstream filter could copy one into the reply.
+            warning = " ".join(w.message() for w in admission.warnings)
             log.warning("budget exceeded (warn)", request_id=request_id,
                         budgets=[w.name for w in admission.warnings])
         dynamic: dict[str, Any] = {}
+        if admission.warnings:
+            dynamic[BUDGET_WARNING_METADATA_KEY] = warning
         if request_id and admission.reservation_id:
             dynamic[RESERVATION_METADATA_KEY] = request_id
         if served != model:

@@ -21,6 +21,7 @@ from control_plane.policy.models import (
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     BUDGET_WARNING_HEADER,
+    BUDGET_WARNING_METADATA_KEY,
     CLIENT_API_HEADER,
     METADATA_NAMESPACE,
     PROVIDER_HEADER,
@@ -190,18 +191,21 @@ def upstream_filters(settings: GatewaySettings) -> list[dict[str, Any]]:
     def upstream(key: str) -> str:
         return f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{key})%"
 
+    budget_warning = f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{BUDGET_WARNING_METADATA_KEY})%"
     mutation = {"mutations": {
         "request_mutations": [
             header(PROVIDER_HEADER, upstream("provider")),
             header(TARGET_MODEL_HEADER, upstream("model")),
             header(CLIENT_API_HEADER, f"%METADATA(ROUTE:{METADATA_NAMESPACE}:api)%"),
             header(REQUESTED_MODEL_HEADER, f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%"),
+            # For the worker's local replies, which the response mutations below do not reach.
+            header(BUDGET_WARNING_HEADER, budget_warning),
         ],
         "response_mutations": [
             header(RESPONSE_PROVIDER_HEADER, upstream("provider")),
             header(RESPONSE_MODEL_HEADER, upstream("model")),
             # Empty (so not added) unless the router-level call found a warn budget exceeded.
-            header(BUDGET_WARNING_HEADER, f"%REQ({BUDGET_WARNING_HEADER})%"),
+            header(BUDGET_WARNING_HEADER, budget_warning),
         ],
     }}
     ext_proc = {

@@ -43,6 +43,8 @@ models:
   mock: {{targets: [{{provider: demo}}]}}
   mock-cheap: {{targets: [{{provider: demo, model: cheap}}]}}
   mock-capped: {{targets: [{{provider: demo, model: capped}}]}}
+  mock-warned: {{targets: [{{provider: demo, model: cheap}}]}}
+  gpt-warned: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
   claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
@@ -53,7 +55,7 @@ prices:
 teams:
   search:
     keys: [{key}]
-    models: [gpt, claude, mock, mock-cheap, mock-capped]
+    models: [gpt, claude, mock, mock-cheap, mock-capped, mock-warned, gpt-warned]
   tiny:
     keys: [{other}]
     models: [mock]
@@ -63,6 +65,9 @@ budgets:
                    on_exceed: {{downgrade: mock-cheap}}}}
   capped: {{limit_usd: 0.1, period: month, timezone: Europe/Paris,
            match: {{model: mock-capped}}}}
+  heads-up: {{limit_usd: 0.000001, period: day, match: {{model: mock-warned}}, on_exceed: warn}}
+  heads-up-gpt: {{limit_usd: 0.000001, period: day, match: {{model: gpt-warned}},
+                 on_exceed: warn}}
 """
 
 
@@ -263,3 +268,13 @@ def test_usage_and_budgets_from_the_admin_api(gateway: Gateway, oai: openai.Open
         [sys.executable, "-m", "control_plane", "usage", "--by", "model", "--since", "1h",
          "--admin-url", admin], capture_output=True, text=True, check=True).stdout
     assert any(line.split()[:1] == ["gpt"] for line in table.splitlines())
+
+
+@pytest.mark.parametrize("model", ["gpt-warned", "mock-warned"])  # provider / local reply
+def test_a_warn_budget_serves_and_says_so_in_a_response_header(oai: openai.OpenAI,
+                                                                model: str) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model=model, messages=CHAT)  # type: ignore[arg-type]
+    assert raw.status_code == 200
+    warning = raw.headers["x-switchboard-budget-warning"]
+    assert "heads-up" in warning
