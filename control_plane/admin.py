@@ -11,22 +11,34 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from control_plane.admin_metrics import metrics_registry
+from control_plane.housekeeping import Housekeeper
+from control_plane.policy import Policy
 from control_plane.policy.durations import parse_duration
 from control_plane.service import ControlPlane
-from control_plane.usage import budget_report, open_ledgers, usage_report
+from control_plane.usage import (
+    SQLITE_ELSEWHERE,
+    LedgerSource,
+    budget_report,
+    ledger_reachable,
+    open_ledgers,
+    usage_report,
+)
 from ext_proc.state.ledger import LedgerError
 
 GroupParam = Literal["team", "model", "provider", "provider_model", "key"]
 
 
-def admin_app(control_plane: ControlPlane) -> FastAPI:
+def admin_app(control_plane: ControlPlane, *, ledgers: LedgerSource | None = None,
+              housekeeper: Housekeeper | None = None) -> FastAPI:
     app = FastAPI(title="Switchboard admin API", version="1")
-    ledgers = open_ledgers()
-    registry = metrics_registry(control_plane)
+    store = ledgers if ledgers is not None else open_ledgers()
+    registry = metrics_registry(control_plane, housekeeper)
 
-    def live_policy() -> Any:
+    def live_policy() -> Policy:
         if control_plane.policy is None:
             raise HTTPException(503, "no policy loaded yet")
+        if not ledger_reachable(control_plane.policy, control_plane.local_sqlite):
+            raise HTTPException(409, SQLITE_ELSEWHERE)
         return control_plane.policy
 
     @app.get("/usage", summary="Usage and cost, grouped, since a time ago")
@@ -38,14 +50,14 @@ def admin_app(control_plane: ControlPlane) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(400, f"since: {exc}") from None
         try:
-            return await usage_report(ledgers, live_policy(), by, window)
+            return await usage_report(store, live_policy(), by, window)
         except LedgerError as exc:
             raise HTTPException(503, f"usage store unavailable: {exc}") from None
 
     @app.get("/budgets", summary="Every budget's spend, reservations and reset time")
     async def budgets() -> list[dict[str, Any]]:
         try:
-            return await budget_report(ledgers, live_policy())
+            return await budget_report(store, live_policy())
         except LedgerError as exc:
             raise HTTPException(503, f"usage store unavailable: {exc}") from None
 
@@ -77,6 +89,20 @@ def admin_app(control_plane: ControlPlane) -> FastAPI:
                             for t, (v, e) in client.nacked.items()}}
                 for client in control_plane.cache.clients.values()
             ],
+            "housekeeping": None if housekeeper is None else _housekeeping(housekeeper),
         }
 
     return app
+
+
+def _housekeeping(keeper: Housekeeper) -> dict[str, Any]:
+    status = keeper.status
+    report = status.last_report
+    return {
+        "leader": keeper.leadership.is_leader,
+        "paused": status.skipped or None,
+        "last_run_at": status.last_run_at,
+        "last_error": status.last_error or None,
+        "expired_reservations": report.expired_reservations if report else 0,
+        "pruned_usage_records": report.pruned_usage_records if report else 0,
+    }

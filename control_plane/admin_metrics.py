@@ -1,6 +1,6 @@
-"""The control plane's own metrics, for `GET /metrics` on the admin API: the policy it serves
-and where its xDS clients stand, read from its state at each scrape, plus the process's
-standard metrics."""
+"""The control plane's own metrics, for `GET /metrics` on the admin API: the policy it serves,
+where its xDS clients stand, whether it leads and what its housekeeping did, read from its state
+at each scrape, plus the process's standard metrics."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from control_plane.housekeeping import Housekeeper
 from control_plane.service import ControlPlane
 from control_plane.xds.cache import ClientStatus
 
@@ -60,9 +61,42 @@ class ControlPlaneCollector(Collector):
         yield clients
 
 
-def metrics_registry(control_plane: ControlPlane) -> CollectorRegistry:
+class HousekeepingCollector(Collector):
+    def __init__(self, housekeeper: Housekeeper) -> None:
+        self._housekeeper = housekeeper
+
+    def collect(self) -> Iterable[Metric]:
+        keeper = self._housekeeper
+        yield GaugeMetricFamily(
+            "switchboard_control_plane_leader",
+            "1 while this replica leads and so writes budget and usage housekeeping, else 0 "
+            "(always 1 without leader election).",
+            value=1 if keeper.leadership.is_leader else 0)
+        yield CounterMetricFamily(
+            "switchboard_housekeeping_expired_reservations",
+            "Reservations housekeeping expired because no worker settled or released them.",
+            value=keeper.expired_total)
+        yield CounterMetricFamily(
+            "switchboard_housekeeping_pruned_usage_records",
+            "Usage records housekeeping deleted under state.usage_retention.",
+            value=keeper.pruned_total)
+        yield CounterMetricFamily(
+            "switchboard_housekeeping_failures",
+            "Housekeeping rounds that failed (the usage store, most likely).",
+            value=keeper.failures_total)
+        yield GaugeMetricFamily(
+            "switchboard_housekeeping_last_success_timestamp_seconds",
+            "When this replica last completed a housekeeping round (Unix time; 0: never).",
+            value=keeper.status.last_run_at)
+
+
+def metrics_registry(control_plane: ControlPlane,
+                     housekeeper: Housekeeper | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR,
-                      ControlPlaneCollector(control_plane)):
+    collectors: list[Collector] = [PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR,
+                                   ControlPlaneCollector(control_plane)]
+    if housekeeper is not None:
+        collectors.append(HousekeepingCollector(housekeeper))
+    for collector in collectors:
         registry.register(collector)
     return registry

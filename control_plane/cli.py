@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a policy; errors name file:line")
     validate.add_argument("path")
+    _state_redis_arg(validate, "check the policy as a control plane started with this flag "
+                     "serves it (the Helm chart's, when it has Redis)")
     validate.set_defaults(run=_validate)
 
     render = commands.add_parser("render", help="print the Envoy resources a policy becomes")
@@ -54,18 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     _gateway_args(render, default_host="0.0.0.0")
     render.set_defaults(run=_render)
 
-    control = commands.add_parser("control-plane", help="serve xDS and the admin API")
-    control.add_argument("--policy", required=True, help="policy file or directory")
-    control.add_argument("--policy-configmap", metavar="NAMESPACE/NAME", help=(
-        "also follow this ConfigMap through the Kubernetes API (faster than a volume)"))
-    control.add_argument("--leader-election-lease", metavar="NAMESPACE/NAME")
-    control.add_argument("--leader-election-identity", default=os.environ.get("POD_NAME", ""))
-    _gateway_args(control, default_host="0.0.0.0")
-    control.add_argument("--listen-host", default="0.0.0.0")
-    control.add_argument("--xds-port", type=int, default=18000)
-    control.add_argument("--admin-port", type=int, default=8080)
-    control.add_argument("--log-level", default="info")
-    control.set_defaults(run=_control_plane)
+    control = _control_plane_command(commands)
 
     workers = commands.add_parser("ext-proc", help="run the ext_proc worker processes")
     workers.add_argument("--workers", type=int, default=2)
@@ -78,6 +69,42 @@ def _parser() -> argparse.ArgumentParser:
     workers.add_argument("--log-level", default="info")
     workers.set_defaults(run=_ext_proc)
 
+    _envoy_command(commands)
+    _accounting_commands(commands)
+    for command in (up, control, workers):
+        command.add_argument("--state-dir", default=None, help=(
+            "where the SQLite ledger lives unless the policy names a file "
+            "(default: $SWITCHBOARD_STATE_DIR or ~/.local/state/switchboard)"))
+    return parser
+
+
+def _control_plane_command(commands: argparse._SubParsersAction  # type: ignore[type-arg]
+                           ) -> argparse.ArgumentParser:
+    control: argparse.ArgumentParser = commands.add_parser(
+        "control-plane", help="serve xDS and the admin API")
+    control.add_argument("--policy", required=True, help="policy file or directory")
+    control.add_argument("--policy-configmap", metavar="NAMESPACE/NAME", help=(
+        "also follow this ConfigMap through the Kubernetes API (faster than a volume)"))
+    control.add_argument("--leader-election-lease", metavar="NAMESPACE/NAME")
+    control.add_argument("--leader-election-identity", default=os.environ.get("POD_NAME", ""))
+    _state_redis_arg(control, "the Redis this deployment provides for budgets and usage: a "
+                     "policy without state.backend uses it; one declaring SQLite is refused")
+    control.add_argument("--no-local-ledger", action="store_true", help=(
+        "the workers' SQLite ledger is not on this host (Kubernetes): with a SQLite policy, "
+        "/usage and /budgets answer 409 and housekeeping leaves SQLite to the workers"))
+    control.add_argument("--housekeeping-interval-s", type=_positive_float, default=30.0,
+                         help="how often the leader expires abandoned reservations and "
+                              "applies state.usage_retention")
+    _gateway_args(control, default_host="0.0.0.0")
+    control.add_argument("--listen-host", default="0.0.0.0")
+    control.add_argument("--xds-port", type=int, default=18000)
+    control.add_argument("--admin-port", type=int, default=8080)
+    control.add_argument("--log-level", default="info")
+    control.set_defaults(run=_control_plane)
+    return control
+
+
+def _envoy_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     envoy = commands.add_parser("envoy", help="write Envoy's bootstrap and run Envoy")
     envoy.add_argument("--xds-address", required=True, help="HOST:PORT of the control plane")
     envoy.add_argument("--ext-proc-socket-dir", required=True)
@@ -85,13 +112,43 @@ def _parser() -> argparse.ArgumentParser:
     envoy.add_argument("--admin-host", default="127.0.0.1")
     envoy.add_argument("--admin-port", type=int, default=9901)
     envoy.add_argument("--log-level", default="warn")
+    envoy.add_argument("--drain-time-s", type=_non_negative_int, default=5, help=(
+        "after POST /drain_listeners?graceful, Envoy keeps accepting connections this long "
+        "(answering each with Connection: close or GOAWAY) before it closes its listeners; "
+        "also how long a listener removed by the control plane drains"))
+    envoy.add_argument("--drain-strategy", choices=["immediate", "gradual"], default="immediate",
+                       help="tell every client to go away at once, or more of them over time")
     envoy.set_defaults(run=_envoy)
-    _accounting_commands(commands)
-    for command in (up, control, workers):
-        command.add_argument("--state-dir", default=None, help=(
-            "where the SQLite ledger lives unless the policy names a file "
-            "(default: $SWITCHBOARD_STATE_DIR or ~/.local/state/switchboard)"))
-    return parser
+
+
+def _state_redis_arg(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--state-redis-url", metavar="REF", type=_redis_url_ref, default=None,
+                        help=f"{help_text} (a reference: env:NAME, file:PATH, secret:NAME/KEY)")
+
+
+def _redis_url_ref(value: str) -> str:
+    from pydantic import ValidationError
+
+    from control_plane.shared_state import check_redis_url_ref
+
+    try:
+        return check_redis_url_ref(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.errors()[0]["msg"]) from None
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return number
 
 
 def _accounting_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -170,8 +227,13 @@ def _usage_table(report: dict[str, object]) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from control_plane.shared_state import with_shared_state
+
     try:
         policy = load_path(args.path)
+        if args.state_redis_url is not None:
+            policy = with_shared_state(policy, read_documents(Path(args.path)),
+                                       args.state_redis_url)
         compile_policy(policy, GatewaySettings())
     except PolicyError as exc:
         print(exc, file=sys.stderr)

@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Iterator
 import uvicorn
 
 from control_plane.admin import admin_app
+from control_plane.housekeeping import Housekeeper
 from control_plane.service import ControlPlane
+from control_plane.usage import LedgerSource
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -31,8 +33,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_admin(control_plane: ControlPlane, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(admin_app(control_plane), host=host, port=port,
+async def serve_admin(control_plane: ControlPlane, host: str, port: int, *,
+                      ledgers: LedgerSource | None = None,
+                      housekeeper: Housekeeper | None = None) -> uvicorn.Server:
+    app = admin_app(control_plane, ledgers=ledgers, housekeeper=housekeeper)
+    config = uvicorn.Config(app, host=host, port=port,
                             log_level="warning", access_log=False, lifespan="off")
     server = _Server(config)
     server.task = asyncio.create_task(server.serve())

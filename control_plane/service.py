@@ -13,6 +13,7 @@ import structlog
 
 from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.policy import Policy, PolicyError, load_documents
+from control_plane.shared_state import check_redis_url_ref, with_shared_state
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.server import AggregatedDiscoveryService, add_to_server
 
@@ -33,9 +34,21 @@ class PolicyStatus:
     last_error_at: float = 0.0
 
 
+def load_for_deployment(docs: Mapping[str, str], state_redis_url: str | None = None) -> Policy:
+    """Load `docs` as this deployment serves them: with its shared Redis, when it has one."""
+    return with_shared_state(load_documents(docs), docs, state_redis_url)
+
+
 class ControlPlane:
-    def __init__(self, gateway: GatewaySettings) -> None:
+    def __init__(self, gateway: GatewaySettings, *, state_redis_url: str | None = None,
+                 local_sqlite: bool = True) -> None:
+        """`state_redis_url`: a reference to the Redis the deployment provides for budgets
+        (see shared_state). `local_sqlite`: whether the workers' SQLite ledger is on this host,
+        so the admin API and housekeeping can read it (False in Kubernetes)."""
         self.gateway = gateway
+        self.state_redis_url = (None if state_redis_url is None
+                                else check_redis_url_ref(state_redis_url))
+        self.local_sqlite = local_sqlite
         self.cache = SnapshotCache()
         self.status = PolicyStatus()
         self.ready = asyncio.Event()
@@ -44,7 +57,7 @@ class ControlPlane:
     def apply(self, docs: Mapping[str, str]) -> bool:
         """Validate and serve `docs`; on any error keep serving the previous policy."""
         try:
-            policy = load_documents(docs)
+            policy = load_for_deployment(docs, self.state_redis_url)
             snapshot = compile_policy(policy, self.gateway)
         except PolicyError as exc:
             self.status.last_error = [str(issue) for issue in exc.issues]

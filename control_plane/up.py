@@ -9,19 +9,26 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from control_plane.bootstrap import BootstrapSettings
 from control_plane.compiler import GatewaySettings
-from control_plane.envoy_process import start_envoy
+from control_plane.envoy_process import Drain, start_envoy
 from control_plane.health import serve_health
+from control_plane.housekeeping import Housekeeper
 from control_plane.runtime import serve_admin, stop_on_signals, wait_first
 from control_plane.service import ControlPlane
 from control_plane.sources import FileSource
+from control_plane.usage import open_ledgers
 from ext_proc.pool import PoolSettings, WorkerPool, socket_path
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
+
+if TYPE_CHECKING:
+    from control_plane.kube.leader import LeaderElector
 
 log = structlog.get_logger("up")
 
@@ -48,7 +55,12 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     if settings.policy_path is not None:
         follow = asyncio.create_task(control_plane.follow(FileSource(settings.policy_path)))
     xds = await control_plane.serve_xds("127.0.0.1", settings.xds_port)
-    admin = await serve_admin(control_plane, "127.0.0.1", settings.admin_port)
+    # One control plane next to the workers: it always leads, and shares their SQLite file.
+    ledgers = open_ledgers()
+    housekeeper = Housekeeper(lambda: control_plane.policy, ledgers)
+    housekeeping = asyncio.create_task(housekeeper.run())
+    admin = await serve_admin(control_plane, "127.0.0.1", settings.admin_port,
+                              ledgers=ledgers, housekeeper=housekeeper)
     pool = WorkerPool(PoolSettings(
         workers=settings.workers, socket_dir=str(work_dir / "sockets"),
         xds_address=f"127.0.0.1:{settings.xds_port}",
@@ -81,27 +93,45 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     pool_task.cancel()
     if follow is not None:
         follow.cancel()
+    housekeeping.cancel()
     admin.should_exit = True
     await xds.stop(1)
+    await ledgers.close()
     return 0 if code in (None, 0, -15) or stop.is_set() else 1
 
 
 async def run_control_plane(gateway: GatewaySettings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    control_plane = ControlPlane(gateway)
+    control_plane = ControlPlane(gateway, state_redis_url=args.state_redis_url,
+                                 local_sqlite=not args.no_local_ledger)
     tasks = [asyncio.create_task(control_plane.follow(FileSource(args.policy)))]
+    elector: LeaderElector | None = None
     if args.policy_configmap or args.leader_election_lease:
         from control_plane.kube.wiring import campaign, follow_configmap
 
         if args.policy_configmap:
             tasks.append(follow_configmap(control_plane, args.policy_configmap))
         if args.leader_election_lease:
-            tasks.append(campaign(args.leader_election_lease, args.leader_election_identity))
+            elector, task = campaign(args.leader_election_lease, args.leader_election_identity)
+            tasks.append(task)
+    # Every replica serves xDS; only the leader (or the only replica) does housekeeping.
+    ledgers = open_ledgers()
+    housekeeper = Housekeeper(
+        lambda: control_plane.policy, ledgers, leadership=elector,
+        local_sqlite=control_plane.local_sqlite,
+        interval=timedelta(seconds=args.housekeeping_interval_s))
+    housekeeping = asyncio.create_task(housekeeper.run())
     xds = await control_plane.serve_xds(args.listen_host, args.xds_port)
-    admin = await serve_admin(control_plane, args.listen_host, args.admin_port)
+    admin = await serve_admin(control_plane, args.listen_host, args.admin_port,
+                              ledgers=ledgers, housekeeper=housekeeper)
     await wait_first(stop.wait(), *tasks)
+    housekeeping.cancel()
+    # wait_first cancelled the others; let the elector release the Lease before exiting, so a
+    # follower takes over within one retry period instead of a whole lease duration.
+    await asyncio.wait([*tasks, housekeeping], timeout=5)
     admin.should_exit = True
     await xds.stop(5)
+    await ledgers.close()
     return 0
 
 
@@ -123,7 +153,7 @@ async def run_envoy(args: argparse.Namespace) -> int:
     envoy = await start_envoy(BootstrapSettings(
         node_id=f"switchboard-{socket.gethostname()}", xds_host=host, xds_port=int(port),
         ext_proc_sockets=sockets, admin_host=args.admin_host, admin_port=args.admin_port),
-        work_dir, args.log_level)
+        work_dir, args.log_level, Drain(args.drain_time_s, args.drain_strategy))
     stop = stop_on_signals()
     await wait_first(stop.wait(), envoy.wait())
     with contextlib.suppress(ProcessLookupError):

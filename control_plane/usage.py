@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 
@@ -14,6 +14,7 @@ from control_plane.policy import Policy
 from ext_proc.access import build_access
 from ext_proc.ledgers import Ledgers, default_state_dir
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
+from ext_proc.state.ledger import Ledger
 from ext_proc.state.model import GroupBy
 from ext_proc.view import StateView
 from protos.switchboard.v1 import processor_pb2
@@ -21,8 +22,28 @@ from protos.switchboard.v1 import processor_pb2
 GROUPS: tuple[GroupBy, ...] = ("team", "model", "provider", "provider_model", "key")
 
 
+SQLITE_ELSEWHERE = (
+    "usage and budgets are kept by each gateway pod in its own SQLite file, which the control "
+    "plane cannot read; declare state.backend redis (the Helm chart does it when redis.enabled, "
+    "redis.externalUrl or redis.existingSecret is set) to report them here")
+
+
+class LedgerSource(Protocol):
+    async def get(self, state: StateView) -> Ledger: ...
+
+
+class LedgerUnreachable(Exception):
+    """The policy's ledger is not on this host (SQLite, with the workers elsewhere)."""
+
+
 def state_of(policy: Policy) -> StateView:
     return StateView(policy.state.backend, policy.state.path or "", policy.state.url or "")
+
+
+def ledger_reachable(policy: Policy, local_sqlite: bool) -> bool:
+    """Whether this process can read the ledger the workers write: Redis always, a SQLite file
+    only when the workers run on this host (``switchboard up``, systemd), not in Kubernetes."""
+    return policy.state.backend != "sqlite" or local_sqlite
 
 
 def open_ledgers() -> Ledgers:
@@ -30,7 +51,7 @@ def open_ledgers() -> Ledgers:
                    os.environ.get("SWITCHBOARD_SECRETS_DIR", DEFAULT_SECRETS_DIR))
 
 
-async def usage_report(ledgers: Ledgers, policy: Policy, by: GroupBy,
+async def usage_report(ledgers: LedgerSource, policy: Policy, by: GroupBy,
                        since: timedelta) -> dict[str, Any]:
     ledger = await ledgers.get(state_of(policy))
     start = datetime.now(UTC) - since
@@ -45,7 +66,7 @@ async def usage_report(ledgers: Ledgers, policy: Policy, by: GroupBy,
         for r in rows]}
 
 
-async def budget_report(ledgers: Ledgers, policy: Policy) -> list[dict[str, Any]]:
+async def budget_report(ledgers: LedgerSource, policy: Policy) -> list[dict[str, Any]]:
     config = json_format.ParseDict(processor_config(policy), processor_pb2.ProcessorConfig())
     ledger = await ledgers.get(state_of(policy))
     await ledger.sweep_expired()  # so abandoned reservations do not show as held

@@ -40,8 +40,9 @@ def follow_configmap(control_plane: ControlPlane, reference: str) -> asyncio.Tas
     return asyncio.create_task(source.run())
 
 
-def campaign(reference: str, identity: str) -> asyncio.Task[None]:
-    """Hold the Lease while this replica leads; every replica serves xDS either way."""
+def campaign(reference: str, identity: str) -> tuple[LeaderElector, asyncio.Task[None]]:
+    """Hold the Lease while this replica leads; every replica serves xDS either way. The
+    elector's ``is_leader`` gates housekeeping; cancelling the task releases the Lease."""
     from kubernetes import client
 
     _load_config()
@@ -56,4 +57,4 @@ def campaign(reference: str, identity: str) -> asyncio.Task[None]:
     elector = LeaderElector(client.CoordinationV1Api(),
                             LeaderElectionConfig(namespace, name, identity),
                             on_started_leading=started, on_stopped_leading=stopped)
-    return asyncio.create_task(elector.run())
+    return elector, asyncio.create_task(elector.run())

@@ -330,6 +330,11 @@ class State(Strict):
         default=None, description="SQLite file; default: ledger.sqlite in the state directory.")
     url: SecretRef | None = Field(
         default=None, description="Reference to the Redis URL (it may carry a password).")
+    usage_retention: Duration | None = Field(
+        default=None, description=(
+            "Delete usage records older than this (e.g. 90d); the control plane's "
+            "housekeeping does it. Default: keep them (Redis caps its stream at about a "
+            "million records either way)."))
 
 
 class Policy(Strict):

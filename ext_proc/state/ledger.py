@@ -91,4 +91,9 @@ class Ledger(Protocol):
         """Attempts since ``since`` grouped by ``by``, most expensive first."""
         ...
 
+    async def prune_usage(self, before: datetime) -> int:
+        """Delete usage records older than ``before`` (retention); returns how many went.
+        Budget counters are not touched: they expire with their windows on their own."""
+        ...
+
     async def close(self) -> None: ...

@@ -278,5 +278,16 @@ class RedisLedger:
             raise LedgerError(f"redis ledger: {exc}") from exc
         return summarize(records.values(), by)
 
+    async def prune_usage(self, before: datetime) -> int:
+        """Trim the stream by the time Redis stored each record (its entry id), less
+        ``STREAM_SKEW``: a record is kept up to that much longer than ``before`` asks, never
+        deleted early, and trimming never has to read the records."""
+        min_id = f"{max(to_ms(before) - _ms(STREAM_SKEW), 0)}-0"
+        try:
+            return int(await self._redis.xtrim(self._key("usage"), minid=min_id,
+                                               approximate=False))
+        except RedisError as exc:
+            raise LedgerError(f"redis ledger: {exc}") from exc
+
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

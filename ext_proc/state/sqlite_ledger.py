@@ -54,6 +54,7 @@ from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA
 T = TypeVar("T")
 
 _SWEEP_BATCH = 100
+_PRUNE_BATCH = 5_000
 _OPEN_DEADLINE_S = 30.0
 
 
@@ -364,6 +365,26 @@ class SqliteLedger:
 
         rows = await self._run(read)
         return sorted(rows, key=lambda row: (-row.cost_usd, -row.attempts, row.group))
+
+    async def prune_usage(self, before: datetime) -> int:
+        before_ms = to_ms(before.astimezone(UTC))
+
+        def delete_batch(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM usage WHERE rowid IN "
+                "(SELECT rowid FROM usage WHERE time_ms < ? LIMIT ?)",
+                (before_ms, _PRUNE_BATCH),
+            )
+            return int(cursor.rowcount)
+
+        # One short transaction per batch, so the workers' writes are never held up for long.
+        # The freed pages are reused by later records; the file does not grow again.
+        total = 0
+        while True:
+            deleted: int = await self._run(self._tx, delete_batch)
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                return total
 
     async def close(self) -> None:
         def shut() -> None:

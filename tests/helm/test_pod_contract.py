@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from chart_render import NAMESPACE, find, pod_containers, scenario_manifests, scenario_values
@@ -52,20 +53,28 @@ def test_gateway_pod_shares_sockets_and_has_no_api_token(scenario: str) -> None:
     assert [p["name"] for p in envoy["ports"]] == ["http"]
 
 
+def _deadline(script: str) -> int:
+    match = re.search(r"end=\$\(\(SECONDS \+ (\d+)\)\)", script)
+    assert match is not None, script
+    return int(match[1])
+
+
 def test_graceful_drain_outlasts_nothing_it_should_not(scenario: str) -> None:
     (gateway,) = find(scenario_manifests(scenario), "Deployment", "switchboard-gateway")
     pod = gateway["spec"]["template"]["spec"]
     envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
     hook = envoy["lifecycle"]["preStop"]["exec"]["command"][-1]
-    assert "POST /drain_listeners?graceful" in hook
-    drain = int(hook.rsplit("sleep ", 1)[1])
-    assert pod["terminationGracePeriodSeconds"] > drain
+    assert "admin POST '/drain_listeners?graceful'" in hook
+    drain = _deadline(hook)
+    # Envoy keeps its listeners open (telling clients to go) for as long as the hook may wait.
+    assert f"--drain-time-s={drain}" in envoy["args"]
+    assert pod["terminationGracePeriodSeconds"] > drain + 5
     ext_proc = next(c for c in pod_containers(gateway) if c["name"] == "ext-proc")
     if ext_proc.get("restartPolicy") == "Always":
         assert ext_proc in pod["initContainers"]  # a native sidecar stops after Envoy
     else:
-        sleep = int(ext_proc["lifecycle"]["preStop"]["exec"]["command"][-1])
-        assert sleep > drain  # a regular sidecar keeps serving through the drain
+        # A regular sidecar keeps serving until Envoy is gone, at most a little past the drain.
+        assert _deadline(ext_proc["lifecycle"]["preStop"]["exec"]["command"][-1]) > drain
 
 
 def test_provider_secrets_are_mounted_only_into_ext_proc() -> None:
@@ -125,6 +134,17 @@ def test_control_plane_flags_follow_the_values() -> None:
     assert f"--leader-election-lease={NAMESPACE}/switchboard-control-plane" in args("replicated")
     assert "--leader-election-identity=$(POD_NAME)" in args("replicated")
     assert not any(a.startswith("--policy-configmap") for a in args("httproute"))
+
+
+def test_control_plane_keeps_budgets_where_the_gateway_pods_do(scenario: str) -> None:
+    (cp,) = find(scenario_manifests(scenario), "Deployment", "switchboard-control-plane")
+    pod = cp["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    # It never shares a file system with the gateway pods: no SQLite of its own either.
+    assert "--no-local-ledger" in args
+    assert [v["name"] for v in pod["volumes"]] == ["policy", "tmp"]
+    redis = "--state-redis-url=env:SWITCHBOARD_REDIS_URL"
+    assert (redis in args) == (scenario != "default")
 
 
 def test_redis_url_reaches_both_components(scenario: str) -> None:

@@ -33,6 +33,23 @@ def test_schema_covers_exactly_the_documented_values() -> None:
     assert _schema_leaves(schema) == documented
 
 
+def _schema_descriptions(schema: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if "description" in sub:
+            found[f"{prefix}{key}"] = sub["description"]
+        else:
+            found |= _schema_descriptions(sub, f"{prefix}{key}.")
+    return found
+
+
+def test_schema_descriptions_are_the_values_documentation() -> None:
+    # Editors show the schema's text; it must say what values.yaml and README.md say.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    documented = {d.path: d.description for d in documented_values(CHART / "values.yaml")}
+    assert _schema_descriptions(schema) == documented
+
+
 def test_readme_is_generated_from_values() -> None:
     readme = CHART / "README.md"
     expected = render_readme(CHART)
@@ -81,6 +98,13 @@ def test_schema_accepts_the_defaults() -> None:
             },
             'refers to Secret "keys"',
         ),
+        (
+            {
+                "redis": {"enabled": True},
+                "policy": {"files": {"state.yaml": "state: {backend: sqlite}"}},
+            },
+            "declares state.backend sqlite, but Redis is configured",
+        ),
     ],
 )
 def test_render_refuses_unsafe_combinations(values: dict[str, Any], message: str) -> None:
@@ -94,3 +118,24 @@ def test_per_pod_budgets_can_be_accepted_explicitly() -> None:
         "budgets and rate limits are enforced per pod"
         in rendered["switchboard/templates/NOTES.txt"]
     )
+
+
+def _notes(values: dict[str, Any]) -> str:
+    return " ".join(render(values)["switchboard/templates/NOTES.txt"].split())
+
+
+def test_notes_say_what_sqlite_on_a_pod_means() -> None:
+    notes = _notes({})
+    assert "no Redis is configured" in notes
+    assert "start again from zero whenever a gateway pod is replaced" in notes
+    assert "/usage and /budgets answer 409" in notes
+    assert "enforced per pod" not in notes  # one pod: nothing is split
+
+
+def test_notes_say_where_shared_budgets_live() -> None:
+    notes = _notes({"redis": {"existingSecret": {"name": "llm-redis"}}})
+    assert "shared by every gateway pod in Redis (URL from Secret llm-redis)" in notes
+    assert "a policy declaring SQLite is refused" in notes
+    assert "no persistence" in _notes({"redis": {"enabled": True}})
+    assert "no persistence" not in _notes(
+        {"redis": {"enabled": True, "persistence": {"enabled": True}}})

@@ -46,9 +46,13 @@
   {{- if not $g.extProc.nativeSidecar }}
   lifecycle:
     preStop:
-      # Keep serving Envoy's in-flight requests while it drains.
+      # Keep serving Envoy's in-flight requests until Envoy has drained and exited.
       exec:
-        command: ["sleep", "{{ add (int $g.envoy.drainSeconds) 2 }}"]
+        command:
+          - /bin/bash
+          - -c
+          - |
+            {{- include "switchboard.extProcDrainScript" $g.envoy | nindent 12 }}
   {{- end }}
   resources:
     {{- toYaml $g.extProc.resources | nindent 4 }}

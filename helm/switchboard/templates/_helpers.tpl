@@ -127,6 +127,47 @@ Include with (dict "port" 9901 "method" "GET" "path" "/ready").
 exec 3<>/dev/tcp/127.0.0.1/{{ .port }} && printf '{{ .method }} {{ .path }} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' >&3 && read -r _ status _ <&3 && [ "$status" = 200 ]
 {{- end }}
 
+{{/*
+Envoy's preStop hook (a bash script). It starts the drain: for drainSeconds Envoy keeps accepting
+connections but answers each with Connection: close (HTTP/1.1) or GOAWAY (HTTP/2), while the
+endpoint controllers take the pod out of every Service and load balancer. It then waits
+minDrainSeconds whatever happens (the time those updates take), and from then on returns as soon
+as no request is in flight, at the latest after drainSeconds. Only then does the kubelet send
+SIGTERM, and Envoy exits. Include with the gateway values' envoy section.
+*/}}
+{{- define "switchboard.envoyDrainScript" -}}
+admin() {
+  exec 3<>/dev/tcp/127.0.0.1/{{ int .adminPort }} || return 1
+  printf '%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' "$1" "$2" >&3
+  cat <&3
+}
+in_flight() {
+  admin GET '/stats?filter=http.switchboard.downstream_rq_active' |
+    while read -r name value; do
+      [ "$name" = http.switchboard.downstream_rq_active: ] && echo "$value"
+    done
+}
+admin POST '/drain_listeners?graceful' >/dev/null || exit 0
+end=$((SECONDS + {{ int .drainSeconds }}))
+sleep {{ min (int .minDrainSeconds) (int .drainSeconds) }}
+while [ "$SECONDS" -lt "$end" ]; do
+  n=$(in_flight)
+  [ "${n:-0}" -gt 0 ] 2>/dev/null || break
+  sleep 1
+done
+{{- end }}
+
+{{/*
+The preStop hook of ext_proc when it runs as a regular container: keep serving until Envoy has
+exited (its admin port stops answering), at the latest a little after Envoy's drain.
+*/}}
+{{- define "switchboard.extProcDrainScript" -}}
+end=$((SECONDS + {{ add (int .drainSeconds) 2 }}))
+while [ "$SECONDS" -lt "$end" ] && (exec 3<>/dev/tcp/127.0.0.1/{{ int .adminPort }}) 2>/dev/null; do
+  sleep 1
+done
+{{- end }}
+
 {{/* An exec probe against Envoy's admin: include with (dict "port" .. "path" .. "probe" <timings>). */}}
 {{- define "switchboard.envoyAdminProbe" -}}
 exec:
@@ -158,6 +199,9 @@ exec:
 {{- range $file, $text := .Values.policy.files }}
 {{- if not (or (hasSuffix ".yaml" $file) (hasSuffix ".yml" $file)) }}
 {{- fail (printf "policy.files: %q must end in .yaml or .yml" $file) }}
+{{- end }}
+{{- if and (include "switchboard.redis.configured" $) (regexMatch "(?m)^state\\s*:" $text) (regexMatch "backend\\s*:\\s*[\"']?sqlite" $text) }}
+{{- fail (printf "policy file %s declares state.backend sqlite, but Redis is configured for shared budgets: remove state.backend (the chart's Redis is then used) or declare backend: redis" $file) }}
 {{- end }}
 {{- range regexFindAll "secret:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/" $text -1 }}
 {{- $secret := trimSuffix "/" (trimPrefix "secret:" .) }}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from ext_proc.metering.usage import Outcome
+from ext_proc.state import sqlite_ledger
 from ext_proc.state.ledger import Ledger
-from ext_proc.state.model import GroupBy
+from ext_proc.state.model import BudgetRule, GroupBy, scope_key
+from ext_proc.state.periods import Period
+from ext_proc.state.redis_ledger import STREAM_SKEW, RedisLedger
+from ext_proc.state.sqlite_ledger import SqliteLedger
+from tests.support.redis_server import RedisServer
 from tests.unit.ext_proc.state.conftest import FakeClock
 from tests.unit.ext_proc.state.conftest import usage_record as record
 
@@ -59,3 +66,49 @@ async def test_rewriting_a_record_does_not_double_count(ledger: Ledger, clock: F
     await ledger.record_usage(record(clock, "a", cost="2"))
     (row,) = await ledger.usage_summary("team", clock() - timedelta(minutes=1))
     assert (row.attempts, row.cost_usd) == (1, Decimal(2))
+
+
+# -- retention --------------------------------------------------------------------------------
+
+MONTHLY = BudgetRule("org-monthly", scope_key(), Decimal("100"), Period.MONTH)
+
+
+async def test_sqlite_prune_deletes_records_older_than_the_cutoff(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_ledger, "_PRUNE_BATCH", 2)  # several batches
+    ledger = await SqliteLedger.open(tmp_path / "ledger.db", clock=clock)
+    try:
+        for i in range(5):
+            await ledger.record_usage(record(clock, f"old{i}", cost="1"), budgets=(MONTHLY,))
+        clock.advance(timedelta(hours=48))
+        await ledger.record_usage(record(clock, "new", cost="1"), budgets=(MONTHLY,))
+
+        assert await ledger.prune_usage(clock() - timedelta(hours=24)) == 5
+        (row,) = await ledger.usage_summary("team", clock() - timedelta(days=30))
+        assert row.attempts == 1
+        assert await ledger.prune_usage(clock() - timedelta(hours=24)) == 0
+        # Budgets are counters of their own: pruning records never gives money back.
+        assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal(6)
+    finally:
+        await ledger.close()
+
+
+async def test_redis_prune_trims_by_storage_time_with_the_skew_margin(
+    redis_server: RedisServer,
+) -> None:
+    now = datetime.now(UTC)
+    ledger = RedisLedger.from_url(redis_server.url, clock=lambda: now,
+                                  prefix=f"test:{{{uuid.uuid4().hex}}}:")
+    clock = FakeClock(now)
+    try:
+        for i in range(3):
+            await ledger.record_usage(record(clock, f"r{i}"), budgets=(MONTHLY,))
+        # Records stored less than STREAM_SKEW before the cutoff are kept: never early.
+        assert await ledger.prune_usage(now + STREAM_SKEW - timedelta(seconds=30)) == 0
+        assert len(await ledger.usage_summary("team", now - timedelta(hours=1))) == 1
+        assert await ledger.prune_usage(now + STREAM_SKEW + timedelta(seconds=30)) == 3
+        assert await ledger.usage_summary("team", now - timedelta(hours=1)) == []
+        assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal("0.03")
+    finally:
+        await ledger.close()
