@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from envoy.config.route.v3 import route_components_pb2
+from google.protobuf import json_format
 
 from control_plane.policy import Policy
 
 MODELS_PATH = "/v1/models"
 
 
-def models_list_routes(policy: Policy) -> list[dict[str, Any]]:
+def models_list_routes(policy: Policy) -> list[route_components_pb2.Route]:
     """Routes to try in order; each matches GET /v1/models (any query string) itself."""
     names = sorted(policy.models)
     return [_list_route(anthropic_models_list(names),
@@ -34,11 +36,14 @@ def anthropic_models_list(names: list[str]) -> bytes:
         "last_id": names[-1] if names else None})
 
 
-def _list_route(body: bytes, headers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def _list_route(body: bytes, headers: list[dict[str, Any]]) -> route_components_pb2.Route:
+    route = json_format.ParseDict({
         "match": {"path": MODELS_PATH, "headers": [
             {"name": ":method", "string_match": {"exact": "GET"}}, *headers]},
-        "direct_response": {"status": 200, "body": {"inline_string": body.decode()}},
+        "direct_response": {"status": 200},
         "response_headers_to_add": [{"header": {"key": "content-type",
                                                 "value": "application/json"}}],
-    }
+    }, route_components_pb2.Route())
+    # Set as protobuf: ParseDict scans every string it parses, and the lists are large.
+    route.direct_response.body.inline_string = body.decode()
+    return route

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from control_plane.compiler.failover import Failover, resolve
+from control_plane.compiler.failover import Failover, inputs, resolve
 from control_plane.policy import Policy
 from control_plane.policy.models import CircuitBreakers, ModelRoute, OutlierDetection, Target
 
@@ -70,16 +70,20 @@ def plan_clusters(policy: Policy) -> ClusterPlan:
     models: dict[str, Placement] = {}
     clusters: dict[str, ClusterSpec] = {}
     shared: dict[tuple[str, OutlierDetection, CircuitBreakers], ClusterSpec] = {}
+    failovers: dict[tuple[object, ...], Failover] = {}
     for name in sorted(policy.models):
         route = policy.models[name]
-        failover = resolve(route, policy.defaults)
+        key = inputs(route)
+        failover = failovers.get(key)
+        if failover is None:
+            failover = failovers[key] = resolve(route, policy.defaults)
         placed = placed_targets(route)
         if len(placed) == 1 and route.circuit_breakers is None:
             target = placed[0][0]
-            key = (target.provider, failover.outlier_detection, failover.circuit_breakers)
-            spec = shared.get(key)
+            cluster = (target.provider, failover.outlier_detection, failover.circuit_breakers)
+            spec = shared.get(cluster)
             if spec is None:
-                spec = shared[key] = _shared_cluster(policy, *key)
+                spec = shared[cluster] = _shared_cluster(policy, *cluster)
                 clusters[spec.name] = spec
             models[name] = Placement(spec.name, target.model or name, failover)
             continue

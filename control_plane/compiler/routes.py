@@ -26,6 +26,7 @@ from control_plane.compiler.settings import ROUTE_CONFIG_NAME
 from control_plane.policy import Policy
 from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ROUTE_MODEL_HEADER, ClientApi
 
+ROUTE = "type.googleapis.com/envoy.config.route.v3.Route"
 ROUTE_LIST = "type.googleapis.com/envoy.config.route.v3.RouteList"
 HEADER_INPUT = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
 # Envoy refuses direct responses over 4 KiB unless told otherwise; the model lists grow with
@@ -34,26 +35,29 @@ _DIRECT_RESPONSE_FLOOR = 4096
 
 
 def route_configuration(policy: Policy, plan: ClusterPlan) -> route_pb2.RouteConfiguration:
-    lists = models_list_routes(policy)
     config = route_pb2.RouteConfiguration(
         name=ROUTE_CONFIG_NAME,
         virtual_hosts=[json_format.ParseDict(host, route_components_pb2.VirtualHost())
-                       for host in (_mock_host(), _gateway_host(lists, bool(policy.models)))])
+                       for host in (_mock_host(), _gateway_host(bool(policy.models)))])
+    models_list, served = config.virtual_hosts[1].matcher.matcher_list.matchers
+    lists = models_list_routes(policy)
+    models_list.on_match.action.typed_config.Pack(route_components_pb2.RouteList(routes=[
+        *lists, json_format.ParseDict(unknown_path_route(), route_components_pb2.Route())]))
     config.max_direct_response_body_size_bytes.value = max(
-        _DIRECT_RESPONSE_FLOOR, *(len(r["direct_response"]["body"]["inline_string"].encode())
+        _DIRECT_RESPONSE_FLOOR, *(len(r.direct_response.body.inline_string.encode())
                                   for r in lists))
     if policy.models:
-        served = config.virtual_hosts[1].matcher.matcher_list.matchers[1].on_match
-        table = served.matcher.matcher_tree.exact_match_map
+        table = served.on_match.matcher.matcher_tree.exact_match_map
         routes = ModelRoutes(policy.defaults)
         for name, placement in plan.models.items():
             action = table.map[name].action
             action.name = "model"
-            action.typed_config.Pack(routes.route(policy.models[name], placement))
+            action.typed_config.type_url = ROUTE
+            action.typed_config.value = routes.route(policy.models[name], placement)
     return config
 
 
-def _gateway_host(lists: list[dict[str, Any]], has_models: bool) -> dict[str, Any]:
+def _gateway_host(has_models: bool) -> dict[str, Any]:
     fallback = _route_list([
         *(_body_error(api, error, message) for api in SERVED_APIS for error, message in (
             ("invalid_json", "The request body is not valid JSON."),
@@ -70,7 +74,7 @@ def _gateway_host(lists: list[dict[str, Any]], has_models: bool) -> dict[str, An
             "on_no_match": fallback,
         }}
     models_list = {"predicate": _path_is(MODELS_PATH),
-                   "on_match": _route_list([*lists, unknown_path_route()])}
+                   "on_match": _route_list([])}  # filled in as protobuf
     served = {"predicate": {"or_matcher": {"predicate": [
         _path_is(api.path) for api in SERVED_APIS]}}, "on_match": by_model}
     return {"name": "gateway", "domains": ["*"], "include_request_attempt_count": True,
