@@ -7,9 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from google.protobuf import json_format
-
-from control_plane.compiler.processor import processor_config
+from control_plane.compiler.processor import processor_resource
 from control_plane.policy import Policy
 from ext_proc.access import build_access
 from ext_proc.ledgers import Ledgers, default_state_dir
@@ -17,7 +15,6 @@ from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.state.ledger import Ledger
 from ext_proc.state.model import GroupBy
 from ext_proc.view import StateView
-from protos.switchboard.v1 import processor_pb2
 
 GROUPS: tuple[GroupBy, ...] = ("team", "model", "provider", "provider_model", "key")
 
@@ -67,7 +64,7 @@ async def usage_report(ledgers: LedgerSource, policy: Policy, by: GroupBy,
 
 
 async def budget_report(ledgers: LedgerSource, policy: Policy) -> list[dict[str, Any]]:
-    config = json_format.ParseDict(processor_config(policy), processor_pb2.ProcessorConfig())
+    config = processor_resource(policy)
     ledger = await ledgers.get(state_of(policy))
     await ledger.sweep_expired()  # so abandoned reservations do not show as held
     report = []

@@ -21,7 +21,7 @@ from ext_proc.access import Caller
 from ext_proc.contract import (
     ATTEMPT_COUNT_HEADER,
     BUDGET_WARNING_HEADER,
-    CLIENT_API_HEADER,
+    CLIENT_PATH_HEADER,
     COST_HEADER,
     INTERNAL_HEADER_PREFIX,
     KEY_ID_HEADER,
@@ -32,6 +32,7 @@ from ext_proc.contract import (
     TARGET_MODEL_HEADER,
     TEAM_HEADER,
     ClientApi,
+    client_api_for_path,
 )
 from ext_proc.credentials import (
     CREDENTIAL_HEADERS,
@@ -124,10 +125,10 @@ class Attempt:
 
     def _on_request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
         self._request_headers = header_map(headers)
-        try:
-            self._api = ClientApi(self._request_headers.get(CLIENT_API_HEADER, ""))
-        except ValueError:
-            raise AttemptError(500, "the route names no client API") from None
+        api = client_api_for_path(self._request_headers.get(CLIENT_PATH_HEADER, ""))
+        if api is None:
+            raise AttemptError(500, "the request names no client API")
+        self._api = api
         provider_name = self._request_headers.get(PROVIDER_HEADER, "")
         self.view = view = self._view()
         self._provider = provider = view.providers.get(provider_name)

@@ -15,7 +15,9 @@ INTERNAL_HEADER_PREFIX = "x-switchboard-"
 # Set per attempt by the native header_mutation filter in front of the upstream ext_proc.
 PROVIDER_HEADER = "x-switchboard-provider"
 TARGET_MODEL_HEADER = "x-switchboard-target-model"
-CLIENT_API_HEADER = "x-switchboard-api"
+# The path the client called, which names its API: attempts rewrite :path on the one header
+# map all attempts of a request share.
+CLIENT_PATH_HEADER = "x-switchboard-client-path"
 
 # Set once per request by the router-level worker call, read by every attempt.
 TEAM_HEADER = "x-switchboard-team"
@@ -23,6 +25,9 @@ KEY_ID_HEADER = "x-switchboard-key-id"
 BUDGET_WARNING_HEADER = "x-switchboard-budget-warning"
 # Dynamic metadata key under METADATA_NAMESPACE: the warn budgets a request exceeded.
 BUDGET_WARNING_METADATA_KEY = "budget_warning"
+# Set once per request at the listener from the model metadata: the routes' match tree looks
+# the model up in it. The router-level call rewrites it when it downgrades the request.
+ROUTE_MODEL_HEADER = "x-switchboard-route-model"
 # Set per attempt from the request's metadata: the model the client asked for.
 REQUESTED_MODEL_HEADER = "x-switchboard-requested-model"
 # Envoy's count of this request's attempts (virtual host include_request_attempt_count).

@@ -25,6 +25,7 @@ from ext_proc.contract import (
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
     RESERVATION_METADATA_KEY,
+    ROUTE_MODEL_HEADER,
     TEAM_HEADER,
     ClientApi,
     client_api_for_path,
@@ -153,6 +154,7 @@ class Gate:
         if request_id and admission.reservation_id:
             dynamic[RESERVATION_METADATA_KEY] = request_id
         if served != model:
+            set_headers[ROUTE_MODEL_HEADER] = served
             dynamic["model"] = served
             dynamic["downgraded_from"] = model
             log.info("request downgraded", request_id=request_id, model=model, to=served)

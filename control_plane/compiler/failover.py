@@ -52,6 +52,15 @@ def resolve(route: ModelRoute, defaults: Defaults) -> Failover:
     )
 
 
+def inputs(route: ModelRoute) -> tuple[object, ...]:
+    """What `resolve` reads of a model: models with equal inputs resolve alike, so thousands
+    of them can share one result."""
+    return (route.strategy, len(route.targets), len(route.fallbacks),
+            None if route.fallback_on is None else tuple(route.fallback_on), route.retries,
+            route.timeout, route.per_try_timeout, route.per_try_idle_timeout,
+            route.retry_back_off, route.outlier_detection, route.circuit_breakers)
+
+
 def _merge(default: S, override: S | None) -> S:
     """The fields a model wrote replace the org-wide ones; the others are inherited."""
     if override is None:

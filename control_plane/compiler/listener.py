@@ -18,6 +18,7 @@ from ext_proc.contract import (
     INTERNAL_HEADER_PREFIX,
     METADATA_NAMESPACE,
     RESERVATION_METADATA_KEY,
+    ROUTE_MODEL_HEADER,
     ROUTER_SITE,
     SITE_METADATA_KEY,
 )
@@ -146,6 +147,16 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
                               _number_rule("max_completion_tokens")],
                     "allow_content_types_regex": {"regex": ".*"},
                     "allow_empty_content_type": True}}),
+        # The routes' match tree looks models up by a string input, a header, copied here from
+        # the metadata (an empty value adds no header). The filter resolves the route after
+        # mutating, and nothing before it resolved one since json_to_metadata cleared the
+        # cache; admission rewrites the header when it downgrades a request.
+        _filter("switchboard.route_model",
+                "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                {"mutations": {"request_mutations": [{"append": {
+                    "header": {"key": ROUTE_MODEL_HEADER,
+                               "value": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}),
         *admission,
         _filter("envoy.filters.http.router",
                 "envoy.extensions.filters.http.router.v3.Router", {}),

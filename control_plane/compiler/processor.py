@@ -5,7 +5,10 @@ Credentials stay references; each worker resolves them itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from google.protobuf import json_format
 
 from control_plane.policy import Policy
 from control_plane.policy.models import (
@@ -21,6 +24,7 @@ from control_plane.policy.models import (
     RateLimit,
     VertexProvider,
 )
+from protos.switchboard.v1 import processor_pb2
 
 # Credentials other than api_key, each a reference the worker resolves by this name.
 NAMED_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token",
@@ -28,6 +32,31 @@ NAMED_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_
 
 
 def processor_config(policy: Policy) -> dict[str, Any]:
+    models = {name: {"targets": [{"provider": provider, "model": model}
+                                 for provider, model in targets]}
+              for name, targets in _model_targets(policy)}
+    return {**_sections(policy), "models": models}
+
+
+def processor_resource(policy: Policy) -> processor_pb2.ProcessorConfig:
+    """`processor_config` as protobuf, its models filled in field by field: parsing a dict of
+    thousands of models is the slow part of building it."""
+    config = json_format.ParseDict(_sections(policy), processor_pb2.ProcessorConfig())
+    for name, targets in _model_targets(policy):
+        model = config.models[name]
+        for provider, target_model in targets:
+            model.targets.add(provider=provider, model=target_model)
+    return config
+
+
+def _model_targets(policy: Policy) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """Each model with its targets' providers and models, in the order they are tried."""
+    for name, route in policy.models.items():
+        yield name, [(t.provider, t.model or name) for t in route.all_targets]
+
+
+def _sections(policy: Policy) -> dict[str, Any]:
+    """Everything but the models."""
     providers: dict[str, Any] = {}
     for name, provider in policy.providers.items():
         entry: dict[str, Any] = {"kind": provider.kind}
@@ -42,11 +71,6 @@ def processor_config(policy: Policy) -> dict[str, Any]:
         if options := _options(provider):
             entry["options"] = options
         providers[name] = entry
-    models = {
-        name: {"targets": [{"provider": t.provider, "model": t.model or name}
-                           for t in route.all_targets]}
-        for name, route in policy.models.items()
-    }
     teams = {
         name: {"key_hashes": team.keys, "models": team.models or [],
                "all_models": team.models is None,
@@ -63,8 +87,8 @@ def processor_config(policy: Policy) -> dict[str, Any]:
               for key, price in policy.prices.items()}
     state = {"backend": policy.state.backend, "path": policy.state.path or "",
              "url_ref": policy.state.url or ""}
-    return {"providers": providers, "models": models, "teams": teams, "budgets": budgets,
-            "prices": prices, "state": state}
+    return {"providers": providers, "teams": teams, "budgets": budgets, "prices": prices,
+            "state": state}
 
 
 def _rate_limit(field: str, limit: RateLimit | None) -> dict[str, Any]:

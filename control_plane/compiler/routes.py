@@ -1,57 +1,85 @@
-"""Routes: the model named in the body picks the route; errors are answered by Envoy itself."""
+"""Routes: the model named in the body picks the route through a match tree, one hash lookup
+whatever the number of models; errors are answered by Envoy itself.
+
+The gateway's virtual host has no route list but a `matcher`, tried in order:
+1. /v1/models: the model lists (`model_lists`);
+2. a client API's path: the model, copied from dynamic metadata into ROUTE_MODEL_HEADER at the
+   listener, is looked up in an exact-match map whose action is that model's route
+   (`model_routes`); no model, a body error or an unknown model gets the fallback routes;
+3. any other path: the unknown-path reply.
+Paths match with or without a query string, as a route's `path` match does. The routes of a
+RouteList keep their own `match`, so methods and metadata are checked as in a route list.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from google.protobuf import json_format
 
-from control_plane.compiler.clusters import cluster_name
-from control_plane.compiler.failover import resolve
-from control_plane.compiler.retries import retry_policy
+from control_plane.compiler.model_lists import MODELS_PATH, models_list_routes
+from control_plane.compiler.model_routes import ModelRoutes
+from control_plane.compiler.paths import SERVED_APIS, unknown_path_route
+from control_plane.compiler.placement import ClusterPlan
 from control_plane.compiler.settings import ROUTE_CONFIG_NAME
 from control_plane.policy import Policy
-from control_plane.policy.models import ModelRoute
-from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ClientApi
+from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ROUTE_MODEL_HEADER, ClientApi
 
-# The client APIs routed today; each needs a translator for every backend kind it reaches.
-SERVED_APIS = (ClientApi.OPENAI_CHAT, ClientApi.OPENAI_EMBEDDINGS, ClientApi.ANTHROPIC_MESSAGES)
-
-
+ROUTE = "type.googleapis.com/envoy.config.route.v3.Route"
+ROUTE_LIST = "type.googleapis.com/envoy.config.route.v3.RouteList"
+HEADER_INPUT = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
 # Envoy refuses direct responses over 4 KiB unless told otherwise; the model lists grow with
 # the policy (about 80 bytes a model).
 _DIRECT_RESPONSE_FLOOR = 4096
 
 
-def route_configuration(policy: Policy) -> dict[str, Any]:
-    hosts = [_mock_host(), _gateway_host(policy)]
-    largest = max((len(route["direct_response"]["body"]["inline_string"].encode())
-                   for host in hosts for route in host["routes"] if "direct_response" in route),
-                  default=0)
-    return {
-        "name": ROUTE_CONFIG_NAME,
-        "virtual_hosts": hosts,
-        "max_direct_response_body_size_bytes": max(_DIRECT_RESPONSE_FLOOR, largest),
-    }
+def route_configuration(policy: Policy, plan: ClusterPlan) -> route_pb2.RouteConfiguration:
+    config = route_pb2.RouteConfiguration(
+        name=ROUTE_CONFIG_NAME,
+        virtual_hosts=[json_format.ParseDict(host, route_components_pb2.VirtualHost())
+                       for host in (_mock_host(), _gateway_host(bool(policy.models)))])
+    models_list, served = config.virtual_hosts[1].matcher.matcher_list.matchers
+    lists = models_list_routes(policy)
+    models_list.on_match.action.typed_config.Pack(route_components_pb2.RouteList(routes=[
+        *lists, json_format.ParseDict(unknown_path_route(), route_components_pb2.Route())]))
+    config.max_direct_response_body_size_bytes.value = max(
+        _DIRECT_RESPONSE_FLOOR, *(len(r.direct_response.body.inline_string.encode())
+                                  for r in lists))
+    if policy.models:
+        table = served.on_match.matcher.matcher_tree.exact_match_map
+        routes = ModelRoutes(policy.defaults)
+        for name, placement in plan.models.items():
+            action = table.map[name].action
+            action.name = "model"
+            action.typed_config.type_url = ROUTE
+            action.typed_config.value = routes.route(policy.models[name], placement)
+    return config
 
 
-def _gateway_host(policy: Policy) -> dict[str, Any]:
-    routes: list[dict[str, Any]] = [_anthropic_models_list(policy), _models_list(policy)]
-    for api in SERVED_APIS:
-        routes.append(_body_error(api, "invalid_json", "The request body is not valid JSON."))
-        routes.append(_body_error(api, "missing_model",
-                                  "The request body has no 'model' field."))
-        routes.extend(_model_route(api, name, route, policy)
-                      for name, route in sorted(policy.models.items()))
-        routes.append({"match": {"path": api.path},
-                       "direct_response": {"status": 404, "body": {"inline_string":
-                           "The model is not served by this gateway."}}})
-    routes.append({"match": {"prefix": "/"},
-                   "direct_response": {"status": 404, "body": {"inline_string": (
-                       "Unknown path. This gateway serves "
-                       + ", ".join(api.path for api in SERVED_APIS) + " and /v1/models.")}}})
-    return {"name": "gateway", "domains": ["*"], "routes": routes,
-            "include_request_attempt_count": True}
+def _gateway_host(has_models: bool) -> dict[str, Any]:
+    fallback = _route_list([
+        *(_body_error(api, error, message) for api in SERVED_APIS for error, message in (
+            ("invalid_json", "The request body is not valid JSON."),
+            ("missing_model", "The request body has no 'model' field."))),
+        *({"match": {"path": api.path}, "direct_response": {"status": 404, "body": {
+            "inline_string": "The model is not served by this gateway."}}}
+          for api in SERVED_APIS),
+    ])
+    by_model = fallback
+    if has_models:  # an exact-match map needs at least one entry
+        by_model = {"matcher": {
+            "matcher_tree": {"input": _header_input(ROUTE_MODEL_HEADER),
+                             "exact_match_map": {"map": {}}},  # filled in as protobuf
+            "on_no_match": fallback,
+        }}
+    models_list = {"predicate": _path_is(MODELS_PATH),
+                   "on_match": _route_list([])}  # filled in as protobuf
+    served = {"predicate": {"or_matcher": {"predicate": [
+        _path_is(api.path) for api in SERVED_APIS]}}, "on_match": by_model}
+    return {"name": "gateway", "domains": ["*"], "include_request_attempt_count": True,
+            "matcher": {"matcher_list": {"matchers": [models_list, served]},
+                        "on_no_match": _route_list([unknown_path_route()])}}
 
 
 def _mock_host() -> dict[str, Any]:
@@ -62,57 +90,29 @@ def _mock_host() -> dict[str, Any]:
                     "The mock provider's request was not answered by the processor."}}}]}
 
 
-def _models_list(policy: Policy) -> dict[str, Any]:
-    body = {"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "switchboard"}
-        for name in sorted(policy.models)]}
-    return _list_route(body, [])
-
-
-def _anthropic_models_list(policy: Policy) -> dict[str, Any]:
-    """Anthropic's list shape, for clients that send anthropic-version (its SDKs always do)."""
-    names = sorted(policy.models)
-    body = {"data": [{"type": "model", "id": name, "display_name": name,
-                      "created_at": "1970-01-01T00:00:00Z"} for name in names],
-            "has_more": False, "first_id": names[0] if names else None,
-            "last_id": names[-1] if names else None}
-    return _list_route(body, [{"name": "anthropic-version", "present_match": True}])
-
-
-def _list_route(body: dict[str, Any], headers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "match": {"path": "/v1/models", "headers": [
-            {"name": ":method", "string_match": {"exact": "GET"}}, *headers]},
-        "direct_response": {"status": 200, "body": {"inline_string": orjson.dumps(
-            body).decode()}},
-        "response_headers_to_add": [{"header": {"key": "content-type",
-                                                "value": "application/json"}}],
-    }
-
-
 def _body_error(api: ClientApi, error: str, message: str) -> dict[str, Any]:
     return {"match": {"path": api.path, "dynamic_metadata": [_metadata_is("body_error", error)]},
             "direct_response": {"status": 400, "body": {"inline_string": message}}}
 
 
-def _model_route(api: ClientApi, name: str, route: ModelRoute, policy: Policy) -> dict[str, Any]:
-    action: dict[str, Any] = {
-        "cluster": cluster_name(name),
-        "timeout": _seconds(route.timeout or policy.defaults.timeout),
-    }
-    if (retries := retry_policy(resolve(route, policy.defaults))) is not None:
-        action["retry_policy"] = retries
-    return {
-        "match": {"path": api.path, "dynamic_metadata": [_metadata_is("model", name)]},
-        "metadata": {"filter_metadata": {METADATA_NAMESPACE: {"api": api.value}}},
-        "route": action,
-    }
+def _route_list(routes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"action": {"name": "routes", "typed_config": {"@type": ROUTE_LIST, "routes": routes}}}
+
+
+def _header_input(name: str) -> dict[str, Any]:
+    return {"name": "header", "typed_config": {"@type": HEADER_INPUT, "header_name": name}}
+
+
+def _path_is(path: str) -> dict[str, Any]:
+    """The path with or without a query string, as a route's `path` match takes it."""
+    return {"or_matcher": {"predicate": [_header_is(":path", {"exact": path}),
+                                         _header_is(":path", {"prefix": path + "?"})]}}
+
+
+def _header_is(name: str, value_match: dict[str, Any]) -> dict[str, Any]:
+    return {"single_predicate": {"input": _header_input(name), "value_match": value_match}}
 
 
 def _metadata_is(key: str, value: str) -> dict[str, Any]:
     return {"filter": METADATA_NAMESPACE, "path": [{"key": key}],
             "value": {"string_match": {"exact": value}}}
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3f}s"

@@ -8,6 +8,9 @@ EXT_PROC_CLUSTER = "switchboard_ext_proc"
 XDS_CLUSTER = "switchboard_xds"
 LISTENER_NAME = "switchboard_http"
 ROUTE_CONFIG_NAME = "switchboard_routes"
+# Route metadata (in METADATA_NAMESPACE) naming the provider's model, on the routes of models
+# whose cluster is shared: the endpoint cannot name it, so the upstream filters read it here.
+ROUTE_TARGET_MODEL_KEY = "target_model"
 
 
 @dataclass(frozen=True)

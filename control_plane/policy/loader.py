@@ -13,14 +13,33 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from control_plane.gcpause import without_gc
 from control_plane.policy.errors import PolicyError, PolicyIssue
 from control_plane.policy.models import Loc, Policy, access_issues, reference_issues
 
 MERGED_SECTIONS = ("providers", "models", "teams", "budgets", "prices")
 SINGLE_SECTIONS = ("defaults", "gateway")
 _SUFFIXES = (".yaml", ".yml")
-# libyaml's parser gives the same nodes and marks as the pure-Python one, several times faster.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc]
+    """libyaml's parser, which gives the same nodes and marks as the pure-Python one several
+    times faster; the tag of a plain scalar is resolved once per distinct text, since a policy
+    repeats the same keys and names thousands of times (the tag depends on the text alone)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> Any:
+        if kind is not yaml.ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)
+        tag = self._plain_tags.get(value)
+        if tag is None:
+            tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+        return tag
+_STR = "tag:yaml.org,2002:str"
 
 
 class _Sources:
@@ -68,6 +87,7 @@ def load_path(path: str | Path) -> Policy:
     return load_documents({str(p): p.read_text(encoding="utf-8") for p in files})
 
 
+@without_gc
 def load_documents(docs: Mapping[str, str]) -> Policy:
     """Merge and validate policy documents given as {file name: YAML text}."""
     if not docs:
@@ -133,7 +153,7 @@ def _merge_document(
 
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=_LOADER)
+        return yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError:
         # The pure-Python parser words its errors better; a broken file is rare, re-read it.
         return yaml.compose(text, Loader=yaml.SafeLoader)
@@ -142,10 +162,13 @@ def _compose(text: str) -> yaml.Node | None:
 def _to_python(node: yaml.Node, file: str, loc: Loc, sources: _Sources,
                constructor: yaml.constructor.SafeConstructor) -> Any:
     """Construct plain Python from a YAML node, recording the line of every key and item."""
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):  # the node's text is the value
+        return node.value
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
+            key = (key_node.value if key_node.tag == _STR and isinstance(key_node, yaml.ScalarNode)
+                   else constructor.construct_object(key_node, deep=True))
             sources.add((*loc, key), file, key_node.start_mark.line + 1)
             result[key] = _to_python(value_node, file, (*loc, key), sources, constructor)
         return result

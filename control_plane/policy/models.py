@@ -197,7 +197,8 @@ class OutlierDetection(Strict):
 
 
 class CircuitBreakers(Strict):
-    """Per-model concurrency limits; past them Envoy answers 503 at once (overflow)."""
+    """Concurrency limits of a model's cluster (shared by single-target models that inherit
+    them); past them Envoy answers 503 at once (overflow)."""
 
     max_connections: int = Field(default=100_000, ge=1)
     max_pending_requests: int = Field(default=100_000, ge=1)

@@ -34,6 +34,7 @@ from envoy.extensions.retry.priority.previous_priorities.v3 import (  # noqa: F4
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import any_pb2, json_format, message
 
 from protos.switchboard.v1 import processor_pb2

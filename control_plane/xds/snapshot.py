@@ -23,6 +23,9 @@ from xds.type.matcher.v3 import matcher_pb2
 
 from control_plane.xds.resources import CLUSTER, LISTENER, PUSH_ORDER, ROUTE
 
+_ROUTE = "type.googleapis.com/envoy.config.route.v3.Route"
+_ROUTE_LIST = "type.googleapis.com/envoy.config.route.v3.RouteList"
+
 
 class InconsistentSnapshot(ValueError):
     pass
@@ -132,12 +135,10 @@ def _tree_routes(matcher: matcher_pb2.Matcher) -> list[route_components_pb2.Rout
             routes.extend(_tree_routes(on_match.matcher))
             continue
         action = on_match.action.typed_config
-        route_list = route_components_pb2.RouteList()
-        route = route_components_pb2.Route()
-        if action.Unpack(route_list):
-            routes.extend(route_list.routes)
-        elif action.Unpack(route):
-            routes.append(route)
+        if action.type_url == _ROUTE_LIST:
+            routes.extend(route_components_pb2.RouteList.FromString(action.value).routes)
+        elif action.type_url == _ROUTE:
+            routes.append(route_components_pb2.Route.FromString(action.value))
     return routes
 
 

@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 import yaml
 
-from control_plane.compiler.clusters import model_cluster
 from control_plane.compiler.processor import processor_config
-from control_plane.compiler.settings import GatewaySettings
 from control_plane.defaults import default_policy_documents
 from control_plane.policy import PolicyError, load_documents
 from control_plane.policy.models import Policy
+from tests.unit.control_plane.compiled import compiled, model_cluster
 
 PROVIDERS: dict[str, Any] = {
     "azure": {"kind": "azure-openai", "base_url": "https://acme.openai.azure.com",
@@ -47,7 +46,7 @@ def test_clusters_verify_tls_to_the_default_hosts() -> None:
     policy = Policy.model_validate({"providers": PROVIDERS, "models": {
         "m": {"targets": [{"provider": "aws", "model": "anthropic.claude-v2:1"},
                           {"provider": "vtx", "model": "gemini-2.5-flash"}]}}})
-    cluster = model_cluster("m", policy.models["m"], policy, GatewaySettings())
+    cluster = model_cluster(compiled(policy), "m")
     assert [m["match"]["sni"] for m in cluster["transport_socket_matches"]] == [
         "bedrock-runtime.eu-west-1.amazonaws.com", "us-central1-aiplatform.googleapis.com"]
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from control_plane.compiler import GatewaySettings, compile_policy
-from control_plane.compiler.clusters import model_cluster
-from control_plane.compiler.routes import route_configuration
 from control_plane.policy import PolicyError, load_documents
 from control_plane.policy.models import Policy
+from tests.unit.control_plane.compiled import compiled, model_route
+from tests.unit.control_plane.compiled import model_cluster as compiled_cluster
 
 PROVIDERS = """
 providers:
@@ -25,15 +25,16 @@ def _policy(models: str, defaults: str = "") -> Policy:
 
 
 def _route(policy: Policy, model: str) -> dict[str, Any]:
-    [host] = [h for h in route_configuration(policy)["virtual_hosts"] if h["name"] == "gateway"]
-    [route] = [r for r in host["routes"] if r.get("route", {}).get("cluster") == f"model:{model}"
-               and r["match"]["path"] == "/v1/chat/completions"]
-    action: dict[str, Any] = route["route"]
+    action: dict[str, Any] = model_route(compiled(policy), model)["route"]
     return action
 
 
+def model_cluster(model: str, policy: Policy) -> dict[str, Any]:
+    return compiled_cluster(compiled(policy), model)
+
+
 def _priorities(policy: Policy, model: str) -> list[list[tuple[str, int]]]:
-    cluster = model_cluster(model, policy.models[model], policy, GatewaySettings())
+    cluster = model_cluster(model, policy)
     return [[(e["metadata"]["filter_metadata"]["switchboard"]["provider"],
               e["load_balancing_weight"]) for e in p["lb_endpoints"]]
             for p in cluster["load_assignment"]["endpoints"]]
@@ -52,11 +53,11 @@ def test_fallback_targets_are_priorities_in_order_and_each_retry_moves_on() -> N
     assert retry["retry_on"] == "5xx,connect-failure,gateway-error,reset,retriable-status-codes"
     assert retry["retriable_status_codes"] == [429]
     assert retry["retry_priority"]["name"] == "envoy.retry_priorities.previous_priorities"
-    assert retry["per_try_idle_timeout"] == "20.000s"
+    assert retry["per_try_idle_timeout"] == "20s"
     assert retry["retry_back_off"] == {"base_interval": "0.025s", "max_interval": "0.250s"}
     assert retry["rate_limited_retry_back_off"] == {
-        "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
-        "max_interval": "2.000s"}
+        "reset_headers": [{"name": "retry-after"}],  # format: SECONDS, the default
+        "max_interval": "2s"}
     assert "retry_host_predicate" not in retry
 
 
@@ -71,7 +72,7 @@ def test_a_weighted_split_shares_priority_0_and_its_fallbacks_follow() -> None:
     retry = _route(policy, "canary")["retry_policy"]
     assert retry["num_retries"] == 1  # the weighted pick, then the fallback
     assert retry["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
-    cluster = model_cluster("canary", policy.models["canary"], policy, GatewaySettings())
+    cluster = model_cluster("canary", policy)
     # An ejected canary must not push the main target's traffic onto the fallback.
     assert cluster["load_assignment"]["policy"]["overprovisioning_factor"] >= 10_000
 
@@ -101,19 +102,18 @@ defaults:
   retry_back_off: {base_interval: 100ms, max_interval: 1s}
   circuit_breakers: {max_pending_requests: 7}
 """)
-    cluster = model_cluster("m", policy.models["m"], policy, GatewaySettings())
+    cluster = model_cluster("m", policy)
     outlier = cluster["outlier_detection"]
-    assert (outlier["consecutive_5xx"], outlier["base_ejection_time"]) == (2, "5.000s")
+    assert (outlier["consecutive_5xx"], outlier["base_ejection_time"]) == (2, "5s")
     assert outlier["enforcing_consecutive_gateway_failure"] == 100
     assert cluster["circuit_breakers"]["thresholds"][0] == {
         "max_connections": 100_000, "max_pending_requests": 7, "max_requests": 50,
         "max_retries": 10_000}
     retry = _route(policy, "m")["retry_policy"]
-    assert retry["per_try_idle_timeout"] == "30.000s"
-    assert retry["retry_back_off"] == {"base_interval": "0.100s", "max_interval": "1.000s"}
+    assert retry["per_try_idle_timeout"] == "30s"
+    assert retry["retry_back_off"] == {"base_interval": "0.100s", "max_interval": "1s"}
     assert "rate_limited_retry_back_off" not in retry
-    assert "outlier_detection" not in model_cluster("n", policy.models["n"], policy,
-                                                    GatewaySettings())
+    assert "outlier_detection" not in model_cluster("n", policy)
 
 
 def test_a_single_target_without_retries_or_per_try_timeouts_has_no_retry_policy() -> None:

@@ -33,7 +33,8 @@ def run(provider: str, model: str, body: dict[str, object],
     attempt = Attempt(lambda: VIEW)
     attempt.handle(headers_message(**{
         "x_switchboard_provider": provider, "x_switchboard_target_model": model,
-        "x_switchboard_api": "openai.chat", ":path": "/v1/chat/completions", **extra}))
+        "x_switchboard_client_path": "/v1/chat/completions", ":path": "/v1/chat/completions",
+        **extra}))
     reply = attempt.handle(body_message(body)).request_body.response
     set_headers = {h.header.key: h.header.raw_value.decode()
                    for h in reply.header_mutation.set_headers}
@@ -68,7 +69,7 @@ def test_a_provider_without_key_removes_whatever_an_earlier_attempt_set() -> Non
 def test_unknown_provider_is_a_503_not_a_crash() -> None:
     attempt = Attempt(lambda: VIEW)
     reply = attempt.handle(headers_message(x_switchboard_provider="ghost",
-                                           x_switchboard_api="openai.chat"))
+                                           x_switchboard_client_path="/v1/chat/completions"))
     assert reply.immediate_response.status.code == 503
     assert b"not in this worker's policy" in reply.immediate_response.body
 
@@ -77,7 +78,7 @@ def test_the_mock_answers_without_any_provider() -> None:
     attempt = Attempt(lambda: VIEW)
     attempt.handle(headers_message(x_switchboard_provider="demo",
                                    x_switchboard_target_model="mock",
-                                   x_switchboard_api="openai.chat"))
+                                   x_switchboard_client_path="/v1/chat/completions"))
     reply = attempt.handle(body_message({"model": "mock",
                                          "messages": [{"role": "user", "content": "hi"}]}))
     assert reply.immediate_response.status.code == 200
@@ -91,7 +92,7 @@ def test_metric_labels_come_from_the_policy_and_a_refusal_keeps_its_status() -> 
                                    x_switchboard_target_model="gpt-4o",
                                    x_switchboard_requested_model="smart",
                                    x_switchboard_team="search", x_switchboard_key_id="sha256:k",
-                                   x_switchboard_api="openai.embeddings"))
+                                   x_switchboard_client_path="/v1/embeddings"))
     assert attempt.refused_status == 503
     assert attempt.usage_record(cancelled=False) is None  # nothing reached a provider
     labels = attempt.labels()
@@ -106,7 +107,7 @@ def test_a_served_attempt_is_labelled_with_its_providers_kind() -> None:
     attempt.handle(headers_message(x_switchboard_provider="demo",
                                    x_switchboard_target_model="mock",
                                    x_switchboard_requested_model="mock",
-                                   x_switchboard_api="anthropic.messages"))
+                                   x_switchboard_client_path="/v1/messages"))
     attempt.handle(body_message({"model": "mock", "max_tokens": 5,
                                  "messages": [{"role": "user", "content": "hi"}]}))
     assert attempt.refused_status is None

@@ -33,7 +33,7 @@ def _streaming_attempt(provider: str, api: str, path: str) -> tuple[Attempt, ep.
     attempt = Attempt(lambda: VIEW)
     attempt.handle(ep.ProcessingRequest(request_headers=_headers(**{
         "x-switchboard-provider": provider, "x-switchboard-target-model": "m",
-        "x-switchboard-api": api, ":path": path})))
+        "x-switchboard-client-path": path, ":path": path})))
     attempt.handle(ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(
         {"model": "m", "stream": True, "max_tokens": 5,
          "messages": [{"role": "user", "content": "hi"}]}), end_of_stream=True)))
@@ -83,7 +83,7 @@ def _priced_attempt(provider: str, api: str, path: str, body: dict[str, object])
     attempt = Attempt(lambda: PRICED)
     attempt.handle(ep.ProcessingRequest(request_headers=_headers(**{
         "x-switchboard-provider": provider, "x-switchboard-target-model": "m",
-        "x-switchboard-api": api, ":path": path})))
+        "x-switchboard-client-path": path, ":path": path})))
     attempt.handle(ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(
         {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
          **body}), end_of_stream=True)))
@@ -135,7 +135,7 @@ def test_a_mock_stream_carries_its_cost_header_in_its_usage_event() -> None:
     attempt = Attempt(lambda: view)
     attempt.handle(ep.ProcessingRequest(request_headers=_headers(**{
         "x-switchboard-provider": "demo", "x-switchboard-target-model": "m",
-        "x-switchboard-api": "anthropic.messages", ":path": "/v1/messages"})))
+        "x-switchboard-client-path": "/v1/messages", ":path": "/v1/messages"})))
     reply = attempt.handle(ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(
         {"model": "m", "max_tokens": 5, "stream": True,
          "messages": [{"role": "user", "content": "hi"}]}), end_of_stream=True)))

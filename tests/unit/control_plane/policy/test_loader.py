@@ -83,3 +83,14 @@ def test_files_of_a_directory_merge(tmp_path: Path) -> None:
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="no such file or directory"):
         load_path(tmp_path / "absent.yaml")
+
+
+def test_a_scalar_keeps_its_own_type_wherever_the_same_text_appears() -> None:
+    policy = load_documents({"p.yaml": VALID + """\
+  "3": {targets: [{provider: demo, model: "3"}], retries: 3, timeout: 3}
+  true-model: {targets: [{provider: demo, model: "true"}]}
+"""})
+    assert policy.models["3"].targets[0].model == "3"
+    assert policy.models["3"].retries == 3
+    assert policy.models["3"].timeout == 3.0
+    assert policy.models["true-model"].targets[0].model == "true"
