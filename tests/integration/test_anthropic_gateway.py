@@ -3,12 +3,10 @@ provider and a fake upstream that replays recorded Anthropic and OpenAI answers.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fakes.provider_server import ProviderServer
+from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +42,8 @@ HELLO_CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hel
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[ProviderServer]:
-    server = ProviderServer(FAKE)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
+    with running_provider(FAKE) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ the prices, so every expected cost below is worked out by hand from the fixture'
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,6 +23,7 @@ from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import burst, cost_of, poll, query, usage_record, wait_released
 from tests.support.ports import free_port
+from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -73,14 +72,8 @@ budgets:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[ProviderServer]:
-    server = ProviderServer(free_port())
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
+    with running_provider(free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

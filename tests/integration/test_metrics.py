@@ -5,8 +5,6 @@ workers, with the semantic-convention names and labels; budgets and admission ar
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,6 +22,7 @@ from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.ports import free_port
 from tests.support.processes import worker_pids
+from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +59,8 @@ MAX_REQUESTS = 20
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[ProviderServer]:
-    server = ProviderServer(free_port())
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
+    with running_provider(free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
