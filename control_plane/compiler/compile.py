@@ -8,14 +8,12 @@ from control_plane.compiler.placement import plan_clusters
 from control_plane.compiler.processor import processor_resource
 from control_plane.compiler.routes import route_configuration
 from control_plane.compiler.settings import GatewaySettings
-from control_plane.gcpause import without_gc
 from control_plane.policy import Policy
 from control_plane.xds.resources import CLUSTER, LISTENER, PROCESSOR, ROUTE, typed
 from control_plane.xds.snapshot import Snapshot
 from ext_proc.contract import PROCESSOR_RESOURCE_NAME
 
 
-@without_gc
 def compile_policy(policy: Policy, settings: GatewaySettings) -> Snapshot:
     listener_config = listener(policy, settings)
     plan = plan_clusters(policy)

@@ -30,6 +30,7 @@ class ModelRoutes:
         self._defaults = defaults
         self._settings: dict[tuple[float, Failover], bytes] = {}
         self._clusters: dict[str, bytes] = {}
+        # Reused for every model's metadata part: cleared and serialized, never handed out.
         self._scratch = route_components_pb2.Route()
 
     def route(self, route: ModelRoute, placement: Placement) -> bytes:
