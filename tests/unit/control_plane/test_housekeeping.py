@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +20,7 @@ from ext_proc.state.ledger import DEFAULT_RESERVATION_TTL, Ledger, LedgerError
 from ext_proc.state.model import BudgetRule, ReservationRequest, scope_key
 from ext_proc.state.periods import Period
 from ext_proc.view import StateView
+from tests.unit.control_plane.housekeeping_fakes import CountingLedgers
 from tests.unit.ext_proc.state.conftest import FakeClock
 
 BUDGET = BudgetRule("org-monthly", scope_key(), Decimal("100"), Period.MONTH)
@@ -39,17 +40,6 @@ class StubLeader:
 
     is_leader: bool
 
-
-@dataclass
-class CountingLedgers:
-    """The real ledgers, counting how often housekeeping asked for one."""
-
-    inner: Ledgers
-    opened: list[StateView] = field(default_factory=list)
-
-    async def get(self, state: StateView) -> Ledger:
-        self.opened.append(state)
-        return await self.inner.get(state)
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ replica holds the Lease this one writes nothing; once it has taken the Lease ove
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,10 +16,12 @@ from control_plane.housekeeping import Housekeeper, HousekeepingReport
 from control_plane.kube.leader import LeaderElectionConfig, LeaderElector
 from control_plane.policy import load_documents
 from ext_proc.ledgers import Ledgers
-from ext_proc.state.ledger import DEFAULT_RESERVATION_TTL, Ledger
+from ext_proc.state.ledger import DEFAULT_RESERVATION_TTL
 from ext_proc.state.model import BudgetRule, ReservationRequest, scope_key
 from ext_proc.state.periods import Period
 from ext_proc.view import StateView
+from tests.unit.control_plane.housekeeping_fakes import CountingLedgers
+from tests.unit.control_plane.kube.fake_clock import FakeClock
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/gateway/leases/switchboard-control-plane"
 ME = "switchboard-control-plane-5f6b-xyz12"
@@ -29,51 +30,22 @@ POLICY = load_documents({"p.yaml": "providers: {demo: {kind: mock}}\n"
                                    "models: {demo: {targets: [{provider: demo}]}}\n"})
 
 
-@dataclass
-class Clocks:
-    """One moving time for the elector (wall and monotonic) and the ledger."""
-
-    wall: datetime = datetime(2026, 11, 22, 10, 0, 1, 250000, tzinfo=UTC)
-    mono: float = 1000.0
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def __call__(self) -> datetime:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-
-@dataclass
-class CountingLedgers:
-    inner: Ledgers
-    opened: list[StateView] = field(default_factory=list)
-
-    async def get(self, state: StateView) -> Ledger:
-        self.opened.append(state)
-        return await self.inner.get(state)
 
 
 @pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
+def clocks() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-async def ledgers(tmp_path: Path, clocks: Clocks) -> AsyncIterator[CountingLedgers]:
+async def ledgers(tmp_path: Path, clocks: FakeClock) -> AsyncIterator[CountingLedgers]:
     built = CountingLedgers(Ledgers(str(tmp_path), str(tmp_path), clock=clocks))
     yield built
     await built.inner.close()
 
 
 async def test_only_the_lease_holder_housekeeps(
-    apiserver: FakeApiServer, api_client: client.ApiClient, clocks: Clocks,
+    apiserver: FakeApiServer, api_client: client.ApiClient, clocks: FakeClock,
     ledgers: CountingLedgers,
 ) -> None:
     ledger = await ledgers.inner.get(StateView())

@@ -12,27 +12,13 @@ from kube_fake_apiserver import Echo, FakeApiServer, Recorded, Reply, fixture
 from kubernetes import client
 
 from control_plane.kube.leader import LeaderElectionConfig, LeaderElector, micro_time
+from tests.unit.control_plane.kube.fake_clock import FakeClock
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/gateway/leases"
 LEASE = f"{LEASES}/switchboard-control-plane"
 ME = "switchboard-control-plane-5f6b-xyz12"
 OTHER = "switchboard-control-plane-7c9d-abcde"
 
-
-@dataclass
-class FakeClock:
-    wall: datetime = datetime(2026, 11, 22, 10, 0, 1, 250000, tzinfo=UTC)
-    mono: float = 1000.0
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 @dataclass
