@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.http1 import HttpRequest, end_chunks, send, send_chunk, serve, start_chunked
 from tests.fakes.openai_server import chat_chunks, chat_completion
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -79,23 +80,12 @@ class FaultServer:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        try:
-            while await self._exchange(reader, writer):
-                pass
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await serve(reader, writer, self._exchange)
 
-    async def _exchange(self, reader: asyncio.StreamReader,
+    async def _exchange(self, request: HttpRequest, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        _, path, _ = request_line.split(" ", 2)
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in lines if line)}
-        raw = await reader.readexactly(int(headers.get("content-length", "0")))
-        body = orjson.loads(raw or b"{}")
+        path, headers = request.path, request.headers
+        body = orjson.loads(request.body or b"{}")
         self.received.append(Request(path, headers, body))
         anthropic = path.endswith("/v1/messages")
         fault = self._fault(headers.get(f"x-fault-{self.name}", ""))
@@ -110,14 +100,14 @@ class FaultServer:
             return False
         if fault.partition(":")[0].isdigit():
             status, _, retry_after = fault.partition(":")
-            await _send(writer, int(status), _error(anthropic, int(status)),
-                        {"retry-after": retry_after} if retry_after else {})
+            await send(writer, int(status), _error(anthropic, int(status)),
+                       headers={"retry-after": retry_after} if retry_after else {})
             return True
         if body.get("stream") is True:
             return await self._stream(reader, writer, body, anthropic, fault)
         payload = ((FIXTURES / "anthropic" / "responses" / "text.json").read_bytes()
                    if anthropic else orjson.dumps(chat_completion(body, self.name)))
-        await _send(writer, 200, payload)
+        await send(writer, 200, payload)
         return True
 
     def _fault(self, value: str) -> str:
@@ -137,12 +127,10 @@ class FaultServer:
         else:
             events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, self.name)]
             events.append(b"data: [DONE]\n\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"transfer-encoding: chunked\r\n\r\n")
+        start_chunked(writer, "text/event-stream")
         cut = 3 if fault in ("break", "truncate", "stall") else len(events)
         for event in events[:cut]:
-            writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
-            await writer.drain()
+            await send_chunk(writer, event)
             await asyncio.sleep(0.01)
         if fault == "break":
             _reset(writer)
@@ -150,8 +138,7 @@ class FaultServer:
         if fault == "stall":
             await asyncio.wait_for(reader.read(), HANG_LIMIT_S)
             return False
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        await end_chunks(writer)
         return True
 
 
@@ -161,14 +148,6 @@ def _error(anthropic: bool, status: int) -> bytes:
         return orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
     return orjson.dumps({"error": {"message": message, "type": "server_error", "param": None,
                                    "code": None}})
-
-
-async def _send(writer: asyncio.StreamWriter, status: int, body: bytes,
-                headers: dict[str, str] | None = None) -> None:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
-                 f"content-length: {len(body)}\r\n{extra}\r\n".encode() + body)
-    await writer.drain()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

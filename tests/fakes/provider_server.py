@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.http1 import HttpRequest, end_chunks, send, send_chunk, serve, start_chunked
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 _REPLAYS = {
     "/v1/messages": ("anthropic", "text"),
@@ -40,62 +42,40 @@ class ProviderServer:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        try:
-            while await self._exchange(reader, writer):
-                pass
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await serve(reader, writer, self._exchange)
 
-    async def _exchange(self, reader: asyncio.StreamReader,
+    async def _exchange(self, request: HttpRequest, _reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = request_line.split(" ", 2)
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in lines if line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        if method == "GET" and path == "/_last":
-            await _send(writer, 200, "application/json", orjson.dumps(self.last))
+        path, headers = request.path, request.headers
+        if request.method == "GET" and path == "/_last":
+            await send(writer, 200, orjson.dumps(self.last))
             return True
-        self.last = {"path": path, "headers": headers, "body": orjson.loads(body or b"{}")}
+        self.last = {"path": path, "headers": headers, "body": orjson.loads(request.body or b"{}")}
         if path not in _REPLAYS:
-            await _send(writer, 404, "application/json", b'{"error": "no such path"}')
+            await send(writer, 404, b'{"error": "no such path"}')
             return True
         schema, case = _REPLAYS[path]
         if schema == "anthropic" and not (headers.get("x-api-key")
                                           and headers.get("anthropic-version")):
-            await _send(writer, 401, "application/json", orjson.dumps({
+            await send(writer, 401, orjson.dumps({
                 "type": "error", "error": {"type": "authentication_error",
                                            "message": "invalid x-api-key"}}))
             return True
         if self.last["body"].get("stream") is True:
             await _stream(writer, (FIXTURES / schema / "streams" / f"{case}.sse").read_bytes())
         else:
-            await _send(writer, 200, "application/json",
-                        (FIXTURES / schema / "responses" / f"{case}.json").read_bytes())
+            await send(writer, 200,
+                       (FIXTURES / schema / "responses" / f"{case}.json").read_bytes())
         return True
-
-
-async def _send(writer: asyncio.StreamWriter, status: int, content_type: str,
-                body: bytes) -> None:
-    writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
-                 f"content-length: {len(body)}\r\n\r\n".encode() + body)
-    await writer.drain()
 
 
 async def _stream(writer: asyncio.StreamWriter, data: bytes, piece: int = 97) -> None:
     """Chunked transfer in pieces that cut through events, as real networks do."""
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                 b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+    start_chunked(writer, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
     for start in range(0, len(data), piece):
-        part = data[start:start + piece]
-        writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
-        await writer.drain()
+        await send_chunk(writer, data[start:start + piece])
         await asyncio.sleep(0.005)
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+    await end_chunks(writer)
 
 
 async def _main(port: int) -> None:
