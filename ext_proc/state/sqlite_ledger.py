@@ -3,7 +3,8 @@
 Every state change runs in a ``BEGIN IMMEDIATE`` transaction: the write lock is taken before
 the counters are read, so check-and-reserve is atomic across processes, not only across
 coroutines. Blocking sqlite3 calls run on one thread per ledger, never on the event loop;
-that thread owns the connection.
+that thread owns the connection. Writes queued while it is busy share the next transaction
+(ext_proc/state/group_commit.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ext_proc.metering.usage import UsageRecord
+from ext_proc.state.group_commit import GroupCommitter
 from ext_proc.state.ledger import (
     DEFAULT_RESERVATION_TTL,
     TOMBSTONE_TTL,
@@ -99,6 +101,7 @@ class SqliteLedger:
         self._busy_timeout_s = busy_timeout.total_seconds()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ledger")
         self._conn: sqlite3.Connection | None = None
+        self._writes = GroupCommitter(self._executor, self._connection)
 
     @classmethod
     async def open(
@@ -152,18 +155,17 @@ class SqliteLedger:
                 time.sleep(0.05)
         self._conn = conn
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
-            raise LedgerError("ledger is closed")
-        conn.execute("BEGIN IMMEDIATE")
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write transaction, committed with the writes queued beside it."""
         try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            return await self._writes.write(fn)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"sqlite ledger {self._path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError("ledger is closed")
+        return self._conn
 
     def _now_ms(self) -> int:
         return to_ms(self._clock())
@@ -206,7 +208,7 @@ class SqliteLedger:
             )
             return used, True
 
-        used, admitted = await self._run(self._tx, work)
+        used, admitted = await self._write(work)
         return build_admission(request, plan, used, admitted)
 
     async def settle(
@@ -215,12 +217,11 @@ class SqliteLedger:
         def amount(unit: str, reserved: int) -> int:
             return settle_amount(unit, reserved, cost_usd, tokens)
 
-        return await self._run(self._tx, lambda conn: self._finish(conn, reservation_id, amount))
+        return await self._write(lambda conn: self._finish(conn, reservation_id, amount))
 
     async def release(self, reservation_id: str) -> bool:
-        return await self._run(
-            self._tx, lambda conn: self._finish(conn, reservation_id, lambda _u, _r: 0)
-        )
+        return await self._write(
+            lambda conn: self._finish(conn, reservation_id, lambda _u, _r: 0))
 
     async def release_when_recorded(self, reservation_id: str, attempts: int) -> bool | None:
         def work(conn: sqlite3.Connection) -> bool | None:
@@ -231,7 +232,7 @@ class SqliteLedger:
                 return None
             return self._finish(conn, reservation_id, lambda _u, _r: 0)
 
-        return await self._run(self._tx, work)
+        return await self._write(work)
 
     def _finish(
         self,
@@ -281,7 +282,7 @@ class SqliteLedger:
 
     async def sweep_expired(self) -> int:
         now_ms = self._now_ms()
-        return await self._run(self._tx, lambda conn: self._sweep(conn, now_ms))
+        return await self._write(lambda conn: self._sweep(conn, now_ms))
 
     async def budget_status(self, rule: BudgetRule) -> BudgetStatus:
         start, end = budget_window(self._clock(), rule.period, rule.tz)
@@ -346,7 +347,7 @@ class SqliteLedger:
                     (charge.key, charge.amount, charge.expires_at_ms),
                 )
 
-        await self._run(self._tx, write)
+        await self._write(write)
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         column = GROUP_COLUMNS[by]  # a fixed whitelist, so the f-string below is safe
@@ -381,7 +382,7 @@ class SqliteLedger:
         # The freed pages are reused by later records; the file does not grow again.
         total = 0
         while True:
-            deleted: int = await self._run(self._tx, delete_batch)
+            deleted: int = await self._write(delete_batch)
             total += deleted
             if deleted < _PRUNE_BATCH:
                 return total
