@@ -45,7 +45,11 @@ class Scenario:
 
 
 SCENARIOS = {
+    # The model is renamed for the provider: the worker reads and rewrites the body.
     "openai": Scenario("openai", fakes.OPENAI_BASE + "/chat/completions", "bench-openai"),
+    # The provider knows the model by the client's name: the body is forwarded unread.
+    "passthrough": Scenario("passthrough", fakes.OPENAI_BASE + "/chat/completions",
+                            "bench-passthrough"),
     "translated": Scenario("translated", fakes.ANTHROPIC_BASE + "/v1/messages",
                            "bench-anthropic"),
     "stream": Scenario("stream", fakes.STREAM_BASE + "/chat/completions", "bench-stream",
@@ -92,6 +96,7 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
                                             "base_url": base + fakes.STREAM_BASE}
     policy["models"] = {
         "bench-openai": {"targets": [{"provider": "openai", "model": "gpt-4o-mini"}]},
+        "bench-passthrough": {"targets": [{"provider": "openai"}]},
         "bench-anthropic": {"targets": [{"provider": "anthropic",
                                          "model": "claude-sonnet-4-5"}]},
         "bench-stream": {"targets": [{"provider": "openai-stream"}]},

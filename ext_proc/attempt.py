@@ -7,10 +7,11 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import structlog
@@ -20,15 +21,21 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from ext_proc.access import Caller
 from ext_proc.contract import (
     ATTEMPT_COUNT_HEADER,
+    BODY_SIZE_KEY,
     BUDGET_WARNING_HEADER,
     CLIENT_PATH_HEADER,
     COST_HEADER,
+    DOWNGRADED_FROM_KEY,
+    INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
     KEY_ID_HEADER,
+    METADATA_NAMESPACE,
+    MODEL_KEY,
     PROVIDER_HEADER,
     REQUESTED_MODEL_HEADER,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
+    STREAM_KEY,
     TARGET_MODEL_HEADER,
     TEAM_HEADER,
     ClientApi,
@@ -49,9 +56,12 @@ from ext_proc.stream_guard import StreamGuard
 from ext_proc.translators.base import (
     Backend,
     BodyMode,
+    ClientRequest,
     LocalReply,
+    Passthrough,
     TranslationError,
     Translator,
+    UpstreamRequest,
     Usage,
 )
 from ext_proc.translators.common import is_event_stream, provider_events
@@ -88,7 +98,8 @@ class Attempt:
         # Metering: what was sent, what came back, when.
         self._started_at = datetime.now(UTC)
         self._started = time.monotonic()
-        self._request_body = b""
+        self._request_body = b""  # empty when forwarded unread
+        self._request_size = 0
         self._sent = False
         self._status = 0
         self._first_byte: float | None = None
@@ -112,7 +123,7 @@ class Attempt:
         phase = request.WhichOneof("request")
         try:
             if phase == "request_headers":
-                return self._on_request_headers(request.request_headers)
+                return self._on_request_headers(request)
             if phase == "request_body":
                 return self._on_request_body(request.request_body.body)
             if phase == "response_headers":
@@ -123,8 +134,11 @@ class Attempt:
             return self._error(exc.status, str(exc))
         return self._error(500, f"unexpected ext_proc message {phase}")
 
-    def _on_request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+    def _on_request_headers(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        headers = request.request_headers
         self._request_headers = header_map(headers)
+        namespace = request.metadata_context.filter_metadata.get(METADATA_NAMESPACE)
+        metadata = dict(namespace.items()) if namespace is not None else {}
         api = client_api_for_path(self._request_headers.get(CLIENT_PATH_HEADER, ""))
         if api is None:
             raise AttemptError(500, "the request names no client API")
@@ -147,11 +161,37 @@ class Attempt:
                                                       provider.base_url, model, provider.options))
         if headers.end_of_stream:
             raise AttemptError(400, "the request has no body")
+        if (forwarded := self._forward_unread(metadata)) is not None:
+            return ep.ProcessingResponse(
+                request_headers=ep.HeadersResponse(response=forwarded),
+                mode_override=pm.ProcessingMode(
+                    request_body_mode=pm.ProcessingMode.NONE,
+                    response_header_mode=pm.ProcessingMode.SEND))
         return ep.ProcessingResponse(
             request_headers=ep.HeadersResponse(),
             mode_override=pm.ProcessingMode(
                 request_body_mode=pm.ProcessingMode.BUFFERED,
                 response_header_mode=pm.ProcessingMode.SEND))
+
+    def _forward_unread(self, metadata: Mapping[str, Any]) -> ep.CommonResponse | None:
+        """The rewrite of a request whose body goes to the backend unchanged, decided from what
+        Envoy read from the body before routing, so the body is never sent here (one message
+        fewer); None when the translator must read the body."""
+        if not isinstance(self._translator, Passthrough):
+            return None
+        size = str(metadata.get(BODY_SIZE_KEY, ""))
+        if not size.isdigit():  # no length known: restoring it needs the body
+            return None
+        model = metadata.get(DOWNGRADED_FROM_KEY) or metadata.get(MODEL_KEY)
+        client = ClientRequest(model if isinstance(model, str) else "",
+                               metadata.get(STREAM_KEY) is True,
+                               metadata.get(INCLUDE_USAGE_KEY) is True)
+        upstream = self._translator.unchanged(client)
+        if upstream is None:
+            return None
+        self._request_size = int(size)
+        self._stream_cost = stream_cost(self._api, client)
+        return self._rewrite(upstream, None, self._request_size)
 
     def _on_request_body(self, raw: bytes) -> ep.ProcessingResponse:
         assert self._translator is not None
@@ -164,7 +204,8 @@ class Attempt:
             raise AttemptError(400, "The request body must be a JSON object.")
         result = self._translator.request(body, raw)
         self._request_body = raw
-        self._stream_cost = stream_cost(self._api, body)
+        self._request_size = len(raw)
+        self._stream_cost = stream_cost(self._api, ClientRequest.of_body(body))
         if isinstance(result, LocalReply):
             self._sent = True
             self.outcome = f"local {result.status}"
@@ -176,25 +217,34 @@ class Attempt:
                              {**result.headers, **self._served_by(), **self._cost_header()},
                              "switchboard_local")
         sent = raw if result.body is None else result.body
+        common = self._rewrite(result, sent, len(sent))
+        if result.body is not None:
+            common.body_mutation.body = result.body
+        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    def _rewrite(self, result: UpstreamRequest, sent: bytes | None,
+                 length: int) -> ep.CommonResponse:
+        """Path, host, length and credential for this attempt's backend, set on the header
+        map every attempt shares (so all of them, every time), the client's key and our
+        internal headers removed. `sent` is None for a body forwarded unread: no credential
+        that signs the body (SigV4) belongs to a translator that forwards one."""
+        assert self._provider is not None
         headers = {
             ":path": result.path,
             ":authority": self._provider.authority,
-            "content-length": str(len(sent)),
+            "content-length": str(length),
             "content-type": "application/json",
             **result.headers,
         }
         try:
             headers.update(credential_headers(self._provider, Outgoing(
-                result.path, sent, headers["content-type"])))
+                result.path, sent or b"", headers["content-type"])))
         except CredentialUnavailable as exc:
             raise AttemptError(503, str(exc)) from None
         self._sent = True
         remove = _DROPPED | {k for k in self._request_headers
                              if k.startswith(INTERNAL_HEADER_PREFIX)}
-        common = ep.CommonResponse(header_mutation=header_mutation(headers, remove))
-        if result.body is not None:
-            common.body_mutation.body = result.body
-        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+        return ep.CommonResponse(header_mutation=header_mutation(headers, remove))
 
     def _on_response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
         assert self._translator is not None
@@ -276,7 +326,7 @@ class Attempt:
         # Served, but no usage reported (a stream cut before its usage, or a provider that
         # reports none): estimated, and marked so.
         output = self._events if self._guard is not None else self._reply_tokens
-        return estimated_usage(self._request_body, output)
+        return estimated_usage(self._request_body, self._request_size, output)
 
     @property
     def _complete(self) -> bool:

@@ -47,6 +47,15 @@ COST_HEADER = "x-switchboard-cost-usd"
 
 # Dynamic metadata key of the path the client called (before any attempt rewrote :path).
 CLIENT_PATH_KEY = "client_path"
+# Dynamic metadata Envoy reads from the client's body before routing (json_to_metadata), and the
+# body's size (header_to_metadata, after buffering): an attempt that forwards the body unchanged
+# decides on these and never reads the body.
+MODEL_KEY = "model"
+STREAM_KEY = "stream"
+INCLUDE_USAGE_KEY = "include_usage"
+BODY_SIZE_KEY = "body_size"
+# Set by admission when it serves another model than the body names.
+DOWNGRADED_FROM_KEY = "downgraded_from"
 
 PROCESSOR_TYPE_URL = "type.googleapis.com/switchboard.v1.ProcessorConfig"
 PROCESSOR_RESOURCE_NAME = "processor"

@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 from ext_proc.access import Caller
 from ext_proc.contract import (
     BUDGET_WARNING_METADATA_KEY,
+    DOWNGRADED_FROM_KEY,
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
+    MODEL_KEY,
     RESERVATION_METADATA_KEY,
     ROUTE_MODEL_HEADER,
     TEAM_HEADER,
@@ -117,7 +119,7 @@ class Gate:
                                   AdmissionOutcome.UNAUTHENTICATED)
             caller = found
         set_headers = {TEAM_HEADER: caller.team, KEY_ID_HEADER: caller.key_id}
-        model = metadata.get("model")
+        model = metadata.get(MODEL_KEY)
         if not isinstance(model, str) or model not in view.models:
             # Nothing to reserve: the route answers 400 or 404 itself.
             self._metrics.decided(caller.team, "", AdmissionOutcome.UNKNOWN_MODEL)
@@ -155,8 +157,8 @@ class Gate:
             dynamic[RESERVATION_METADATA_KEY] = request_id
         if served != model:
             set_headers[ROUTE_MODEL_HEADER] = served
-            dynamic["model"] = served
-            dynamic["downgraded_from"] = model
+            dynamic[MODEL_KEY] = served
+            dynamic[DOWNGRADED_FROM_KEY] = model
             log.info("request downgraded", request_id=request_id, model=model, to=served)
         self._metrics.decided(caller.team, model, AdmissionOutcome.DOWNGRADED if served != model
                               else AdmissionOutcome.ADMITTED)

@@ -8,6 +8,7 @@ unrecorded.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from ext_proc.access import Caller
 from ext_proc.ledgers import Ledgers
-from ext_proc.metering.estimate import HeuristicEstimator, TokenEstimator
+from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR, HeuristicEstimator, TokenEstimator
 from ext_proc.metering.metrics import AttemptLabels, AttemptMetrics
 from ext_proc.metering.usage import TokenUsage, UsageRecord
 from ext_proc.state.ledger import LedgerError
@@ -43,12 +44,15 @@ def estimate_tokens(text: bytes) -> int:
     return ESTIMATOR.count(text.decode("utf-8", "replace"))
 
 
-def estimated_usage(request_body: bytes, output_tokens: int) -> TokenUsage:
+def estimated_usage(request_body: bytes, request_size: int, output_tokens: int) -> TokenUsage:
     """For an attempt whose upstream never reported usage: the prompt from the request text
-    (JSON included, which leans high); the output as the caller counted it (one token per
-    streamed event, providers send about one; the reply's text for a whole reply)."""
-    return TokenUsage(input=estimate_tokens(request_body), output=output_tokens,
-                      estimated=True)
+    (JSON included, which leans high), or from its size when the body was forwarded unread
+    (the estimator's own floor: a token per 4 bytes); the output as the caller counted it
+    (one token per streamed event, providers send about one; the reply's text for a whole
+    reply)."""
+    prompt = (estimate_tokens(request_body) if request_body
+              else math.ceil(request_size / BYTES_PER_TOKEN_FLOOR))
+    return TokenUsage(input=prompt, output=output_tokens, estimated=True)
 
 
 def price(view: ProcessorView, provider: ProviderView, model: str, usage: TokenUsage,

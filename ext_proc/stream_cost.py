@@ -19,7 +19,7 @@ with one regular expression, for the mark of a usage-carrying event.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,7 @@ import orjson
 from ext_proc.contract import ClientApi
 from ext_proc.meter import format_usd
 from ext_proc.metering.usage import TokenUsage
+from ext_proc.translators.base import ClientRequest
 
 COST_FIELD = "cost"
 
@@ -42,15 +43,13 @@ _BLANK = (b"\n", b"\r\n", b"\r")
 Priced = Callable[[], tuple[TokenUsage, Decimal | None]]
 
 
-def stream_cost(api: ClientApi, request: Mapping[str, Any]) -> StreamCost | None:
+def stream_cost(api: ClientApi, request: ClientRequest) -> StreamCost | None:
     """The writer for a request whose answer may be streamed, or None when its client has no
     place for a cost: not a stream, or an OpenAI client that did not ask for usage."""
-    if request.get("stream") is not True or api not in _MARKS:
+    if not request.stream or api not in _MARKS:
         return None
-    if api is ClientApi.OPENAI_CHAT:
-        options = request.get("stream_options")
-        if not (isinstance(options, dict) and options.get("include_usage") is True):
-            return None
+    if api is ClientApi.OPENAI_CHAT and not request.include_usage:
+        return None
     return StreamCost(api)
 
 

@@ -14,13 +14,17 @@ from control_plane.compiler.settings import (
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
+    BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
+    INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
     METADATA_NAMESPACE,
+    MODEL_KEY,
     RESERVATION_METADATA_KEY,
     ROUTE_MODEL_HEADER,
     ROUTER_SITE,
     SITE_METADATA_KEY,
+    STREAM_KEY,
 )
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -128,23 +132,27 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
                 "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 {"mutations": {"request_mutations": [
                     {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}}),
-        # The path the client called, kept where no attempt can rewrite it: the workers set
-        # :path for each provider on the one header map all attempts share, and the error
-        # schema of a failure after that must still be the client's.
-        _filter("envoy.filters.http.header_to_metadata",
-                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
-                {"request_rules": [{"header": ":path", "on_header_present": {
-                    "metadata_namespace": METADATA_NAMESPACE, "key": CLIENT_PATH_KEY,
-                    "type": "STRING"}, "remove": False}]}),
         # Bounds the body (413) before json_to_metadata buffers it.
         _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": policy.gateway.max_request_bytes}),
+        # The path the client called, kept where no attempt can rewrite it: the workers set
+        # :path for each provider on the one header map all attempts share, and the error
+        # schema of a failure after that must still be the client's. And the body's size,
+        # after buffering (which gives a chunked body its length), for the same reason: an
+        # attempt that forwards the body unchanged restores it.
+        _filter("envoy.filters.http.header_to_metadata",
+                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
+                {"request_rules": [_header_rule(":path", CLIENT_PATH_KEY),
+                                   _header_rule("content-length", BODY_SIZE_KEY)]}),
         # The model, read natively: routes match on it with no Python on the request path.
         _filter("envoy.filters.http.json_to_metadata",
                 "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
                 {"request_rules": {
                     "rules": [_model_rule(), _number_rule("max_tokens"),
-                              _number_rule("max_completion_tokens")],
+                              _number_rule("max_completion_tokens"),
+                              _value_rule([STREAM_KEY], STREAM_KEY),
+                              _value_rule(["stream_options", "include_usage"],
+                                          INCLUDE_USAGE_KEY)],
                     "allow_content_types_regex": {"regex": ".*"},
                     "allow_empty_content_type": True}}),
         # The routes' match tree looks models up by a string input, a header, copied here from
@@ -169,12 +177,24 @@ def _model_rule() -> dict[str, Any]:
                 "value": value}
 
     return {
-        "selectors": [{"key": "model"}],
-        "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": "model",
+        "selectors": [{"key": MODEL_KEY}],
+        "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": MODEL_KEY,
                        "type": "STRING"},
         "on_missing": fixed("body_error", "missing_model"),
         "on_error": fixed("body_error", "invalid_json"),
     }
+
+
+def _header_rule(header: str, key: str) -> dict[str, Any]:
+    return {"header": header, "on_header_present": {
+        "metadata_namespace": METADATA_NAMESPACE, "key": key, "type": "STRING"},
+        "remove": False}
+
+
+def _value_rule(path: list[str], key: str) -> dict[str, Any]:
+    """A JSON value as it is (true stays a boolean)."""
+    return {"selectors": [{"key": part} for part in path],
+            "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": key}}
 
 
 def _number_rule(key: str) -> dict[str, Any]:

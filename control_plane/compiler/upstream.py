@@ -91,6 +91,9 @@ def upstream_filters(settings: GatewaySettings,
             "response_trailer_mode": "SKIP",
         },
         "allow_mode_override": True,
+        # What Envoy read from the body before routing: an attempt that forwards the body
+        # unchanged needs nothing else from it (ext_proc/attempt.py).
+        "metadata_options": {"forwarding_namespaces": {"untyped": [METADATA_NAMESPACE]}},
         "message_timeout": f"{settings.ext_proc_message_timeout_s:.3f}s",
         "mutation_rules": {"allow_all_routing": True},
     }

@@ -16,6 +16,8 @@ from typing import Protocol
 
 from ext_proc.metering.usage import TokenUsage
 
+# The usual BPE average, and the heuristic's floor.
+BYTES_PER_TOKEN_FLOOR = 4
 # Chat formats wrap each message in a few control tokens (role, separators).
 MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -56,7 +58,7 @@ class HeuristicEstimator:
                 pieces += 1 + math.ceil(max(0, len(piece) - 6) / 4)
             else:
                 pieces += 1
-        return max(pieces, math.ceil(len(text.encode()) / 4))
+        return max(pieces, math.ceil(len(text.encode()) / BYTES_PER_TOKEN_FLOOR))
 
 
 class EncodingEstimator:

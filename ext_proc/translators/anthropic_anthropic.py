@@ -1,7 +1,7 @@
 """Anthropic Messages clients to Anthropic: the model is renamed, the bytes pass untouched.
 
-The client's anthropic-beta header travels on unchanged. The body is read, never rewritten,
-to learn the usage.
+The client's anthropic-beta header travels on unchanged. A body that names the backend's model
+is not even read; the reply is, to learn the usage.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 
 from ext_proc.contract import ClientApi
-from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest
+from ext_proc.translators.base import (
+    Backend,
+    BodyMode,
+    ClientRequest,
+    Translated,
+    UpstreamRequest,
+)
 from ext_proc.translators.common import (
     reply_usage,
     same_schema_body_mode,
@@ -30,13 +36,19 @@ class AnthropicToAnthropic:
         self._parser = SseParser()
         self._usage = AnthropicUsageTracker()
 
+    def unchanged(self, request: ClientRequest) -> UpstreamRequest | None:
+        if request.model != self._backend.model:
+            return None
+        return self._upstream(None)
+
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
-        path = join_path(self._backend.base_url, "/v1/messages")
-        headers = anthropic_headers(self._backend)
         if body.get("model") == self._backend.model:
-            return UpstreamRequest(path, None, headers)
-        return UpstreamRequest(path, orjson.dumps({**body, "model": self._backend.model}),
-                               headers)
+            return self._upstream(None)
+        return self._upstream(orjson.dumps({**body, "model": self._backend.model}))
+
+    def _upstream(self, body: bytes | None) -> UpstreamRequest:
+        return UpstreamRequest(join_path(self._backend.base_url, "/v1/messages"), body,
+                               anthropic_headers(self._backend))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
         return same_schema_body_mode(status, headers)

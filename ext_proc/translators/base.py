@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ext_proc.contract import ClientApi
 
@@ -32,6 +32,23 @@ class UpstreamRequest:
     path: str
     body: bytes | None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """The few fields of the client's body an attempt decides on. Envoy reads them before
+    routing (json_to_metadata), so an attempt that forwards the body unchanged never reads it."""
+
+    model: str
+    stream: bool = False
+    include_usage: bool = False  # OpenAI: stream_options.include_usage
+
+    @classmethod
+    def of_body(cls, body: Mapping[str, Any]) -> ClientRequest:
+        options = body.get("stream_options")
+        model = body.get("model")
+        return cls(model if isinstance(model, str) else "", body.get("stream") is True,
+                   isinstance(options, dict) and options.get("include_usage") is True)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,16 @@ class Translator(Protocol):
 
     def response_chunk(self, chunk: bytes, end_of_stream: bool) -> Translated:
         """The next piece of a streamed body, split at any byte."""
+        ...
+
+
+@runtime_checkable
+class Passthrough(Protocol):
+    """A translator that can forward some requests without reading their body."""
+
+    def unchanged(self, request: ClientRequest) -> UpstreamRequest | None:
+        """The upstream request when the client's body goes to the backend as it is (its
+        `body` is None), or None when this request's body must be read."""
         ...
 
 

@@ -1,6 +1,7 @@
 """OpenAI-schema clients to OpenAI-compatible servers: the path and the model name change.
 
-Bodies pass through; they are read to learn the usage. A stream reports no usage unless asked
+A request that already names the server's model, and asks for usage if it streams, goes as it
+is, unread; replies are read to learn the usage. A stream reports no usage unless asked
 (`stream_options.include_usage`), so the gateway asks, and removes the extra usage chunk again
 when the client did not ask for it itself.
 """
@@ -13,17 +14,19 @@ from typing import Any
 import orjson
 
 from ext_proc.contract import ClientApi
-from ext_proc.translators.base import Backend, BodyMode, Translated, UpstreamRequest, Usage
+from ext_proc.translators.base import (
+    Backend,
+    BodyMode,
+    ClientRequest,
+    Translated,
+    UpstreamRequest,
+    Usage,
+)
 from ext_proc.translators.common import reply_usage, same_schema_body_mode, usage_from_openai
 from ext_proc.translators.paths import join_path
 from ext_proc.translators.sse import SseParser, encode, json_data
 
 _SUFFIX = {ClientApi.OPENAI_CHAT: "/chat/completions", ClientApi.OPENAI_EMBEDDINGS: "/embeddings"}
-
-
-def asks_for_usage(body: Mapping[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 class OpenAIToOpenAI:
@@ -34,11 +37,17 @@ class OpenAIToOpenAI:
         self._strip_usage_chunk = False
         self._usage: Usage | None = None
 
+    def unchanged(self, request: ClientRequest) -> UpstreamRequest | None:
+        if request.model != self._model or (request.stream and not request.include_usage):
+            return None
+        return UpstreamRequest(self._path, None)
+
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
+        client = ClientRequest.of_body(body)
         changes: dict[str, Any] = {}
-        if body.get("model") != self._model:
+        if client.model != self._model:
             changes["model"] = self._model
-        if body.get("stream") is True and not asks_for_usage(body):
+        if client.stream and not client.include_usage:
             options = body.get("stream_options")
             changes["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                          "include_usage": True}

@@ -44,6 +44,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes  # the body as it arrived
 
 
 @dataclass
@@ -86,7 +87,7 @@ class FaultServer:
                         writer: asyncio.StreamWriter) -> bool:
         path, headers = request.path, request.headers
         body = orjson.loads(request.body or b"{}")
-        self.received.append(Request(path, headers, body))
+        self.received.append(Request(path, headers, body, request.body))
         anthropic = path.endswith("/v1/messages")
         fault = self._fault(headers.get(f"x-fault-{self.name}", ""))
         if fault.startswith("slow:"):

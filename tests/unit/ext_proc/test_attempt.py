@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from ext_proc.attempt import Attempt
@@ -114,3 +116,41 @@ def test_a_served_attempt_is_labelled_with_its_providers_kind() -> None:
     labels = attempt.labels()
     assert (labels.operation, labels.provider_kind, labels.provider, labels.team) == (
         "chat", "mock", "demo", "")
+
+
+def forwarded(metadata: dict[str, object], model: str = "gpt-4o") -> ep.ProcessingResponse:
+    """The reply to request headers that carry what Envoy read from the body."""
+    message = headers_message(
+        x_switchboard_provider="alpha", x_switchboard_target_model=model,
+        x_switchboard_client_path="/v1/chat/completions", content_length="777")
+    message.metadata_context.filter_metadata["switchboard"].update(metadata)
+    return Attempt(lambda: VIEW).handle(message)
+
+
+def test_a_body_naming_the_providers_model_is_forwarded_unread() -> None:
+    reply = forwarded({"model": "gpt-4o", "body_size": "42"})
+    assert reply.mode_override.request_body_mode == pm.ProcessingMode.NONE
+    mutation = reply.request_headers.response.header_mutation
+    set_headers = {h.header.key: h.header.raw_value.decode() for h in mutation.set_headers}
+    assert set_headers["content-length"] == "42"  # the client's, whatever an attempt set
+    assert set_headers["authorization"] == "Bearer alpha-key"
+    assert set_headers[":path"] == "/v1/chat/completions"
+    assert "x-switchboard-provider" in mutation.remove_headers
+
+
+@pytest.mark.parametrize("metadata", [
+    {"model": "alias", "body_size": "42"},  # renamed for the provider
+    {"model": "gpt-4o", "downgraded_from": "gpt-5", "body_size": "42"},  # body names gpt-5
+    {"model": "gpt-4o", "stream": True, "body_size": "42"},  # the gateway asks for usage
+    {"model": "gpt-4o"},  # no length to restore
+], ids=["renamed", "downgraded", "stream-without-usage", "no-size"])
+def test_a_body_that_needs_reading_is_asked_for(metadata: dict[str, object]) -> None:
+    reply = forwarded(metadata)
+    assert reply.mode_override.request_body_mode == pm.ProcessingMode.BUFFERED
+    assert not reply.request_headers.response.header_mutation.set_headers
+
+
+def test_a_stream_that_asks_for_usage_is_forwarded_unread() -> None:
+    reply = forwarded({"model": "gpt-4o", "stream": True, "include_usage": True,
+                       "body_size": "42"})
+    assert reply.mode_override.request_body_mode == pm.ProcessingMode.NONE

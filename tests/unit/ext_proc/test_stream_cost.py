@@ -11,6 +11,7 @@ import pytest
 from ext_proc.contract import ClientApi
 from ext_proc.metering.usage import TokenUsage
 from ext_proc.stream_cost import StreamCost, stream_cost
+from ext_proc.translators.base import ClientRequest
 from ext_proc.translators.sse import SseParser
 
 COUNTED = TokenUsage(input=1100, output=6, cached_read=1024)
@@ -48,7 +49,7 @@ class Pricer:
 
 
 def writer(api: ClientApi) -> StreamCost:
-    made = stream_cost(api, ASKED)
+    made = stream_cost(api, ClientRequest.of_body(ASKED))
     assert made is not None
     return made
 
@@ -182,8 +183,8 @@ def test_a_usage_event_ending_the_stream_without_its_blank_line_gets_the_cost() 
 ])
 def test_clients_without_a_place_for_the_cost_get_no_writer(
         api: ClientApi, request_body: dict[str, Any]) -> None:
-    assert stream_cost(api, request_body) is None
+    assert stream_cost(api, ClientRequest.of_body(request_body)) is None
 
 
 def test_an_anthropic_client_needs_no_option() -> None:
-    assert stream_cost(ClientApi.ANTHROPIC_MESSAGES, {"stream": True}) is not None
+    assert stream_cost(ClientApi.ANTHROPIC_MESSAGES, ClientRequest("m", stream=True)) is not None
