@@ -47,9 +47,11 @@ def _roles(results: dict[str, Any]) -> list[str]:
 def svg(series: list[tuple[str, dict[str, Any]]], metric: str, title: str,
         target: float | None = None) -> str:
     """Grouped bars: one group per scenario/connections, one bar per labelled run."""
-    groups = [f"{r['scenario']} c={r['connections']}" for r in series[0][1]["summary"]]
-    values = [[row[metric] for row in results["summary"]] for _, results in series]
-    top = max([*(v for run in values for v in run), target or 0]) * 1.15 or 1.0
+    # Runs may measure different scenarios: every scenario any run has, bars where it has it.
+    values = [{f"{row['scenario']} c={row['connections']}": row[metric]
+               for row in results["summary"]} for _, results in series]
+    groups = list(dict.fromkeys(group for run in values for group in run))
+    top = max([*(v for run in values for v in run.values()), target or 0]) * 1.15 or 1.0
     width, height, left, bottom = 760, 320, 50, 60
     plot_w, plot_h = width - left - 20, height - bottom - 40
     group_w = plot_w / len(groups)
@@ -76,19 +78,19 @@ def svg(series: list[tuple[str, dict[str, Any]]], metric: str, title: str,
     for g, group in enumerate(groups):
         x_group = left + g * group_w + group_w * 0.1
         for s, run in enumerate(values):
-            if g >= len(run):
+            if group not in run:
                 continue
-            bar_h = plot_h * max(run[g], 0) / top
+            bar_h = plot_h * max(run[group], 0) / top
             x = x_group + s * bar_w
             parts.append(f'<rect x="{x:.1f}" y="{y0 - bar_h:.1f}" width="{bar_w - 2:.1f}" '
                          f'height="{bar_h:.1f}" fill="{colors[s % len(colors)]}"/>')
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{y0 - bar_h - 3:.1f}" '
-                         f'text-anchor="middle" font-size="9">{run[g]:.2f}</text>')
+                         f'text-anchor="middle" font-size="9">{run[group]:.2f}</text>')
         parts.append(f'<text x="{x_group + group_w * 0.4:.1f}" y="{y0 + 15}" '
                      f'text-anchor="middle">{escape(group)}</text>')
     for s, (label, _) in enumerate(series):
-        y = height - 25 + 0 * s
-        x = left + s * 230
+        y = height - 32 + 14 * (s // 3)
+        x = left + (s % 3) * 230
         parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" '
                      f'fill="{colors[s % len(colors)]}"/>')
         parts.append(f'<text x="{x + 14}" y="{y + 9}">{escape(label)}</text>')
