@@ -11,8 +11,16 @@ from typing import Any
 
 from ext_proc.translators.base import TranslationError
 from ext_proc.translators.common import field, objects
-from ext_proc.translators.messages_input import content_blocks, image_source, system_texts
+from ext_proc.translators.messages_input import (
+    content_blocks,
+    image_source,
+    sampling_settings,
+    system_texts,
+)
 
+# top_k has no Converse field outside model-specific ones: dropped.
+_INFERENCE_NAMES = {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP",
+                    "stop_sequences": "stopSequences"}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif",
                   "image/webp": "webp"}
 
@@ -21,19 +29,7 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": _messages(body)}
     if (system := body.get("system")) is not None:
         out["system"] = [{"text": text} for text in system_texts(system) if text]
-    inference: dict[str, Any] = {}
-    if (max_tokens := field(body, "max_tokens", int)) is not None:
-        if max_tokens < 1:
-            raise TranslationError("'max_tokens' must be at least 1")
-        inference["maxTokens"] = max_tokens
-    for name, key in (("temperature", "temperature"), ("top_p", "topP")):
-        if (value := field(body, name, (int, float))) is not None:
-            inference[key] = value
-    if stop := field(body, "stop_sequences", list):
-        if not all(isinstance(s, str) for s in stop):
-            raise TranslationError("'stop_sequences' must be a list of strings")
-        inference["stopSequences"] = stop
-    if inference:
+    if inference := sampling_settings(body, _INFERENCE_NAMES):
         out["inferenceConfig"] = inference
     if (tools := _tool_config(body, out["messages"])) is not None:
         out["toolConfig"] = tools

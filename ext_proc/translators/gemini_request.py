@@ -11,29 +11,23 @@ from typing import Any
 
 from ext_proc.translators.base import TranslationError
 from ext_proc.translators.common import field, objects
-from ext_proc.translators.messages_input import content_blocks, image_source, system_texts
+from ext_proc.translators.messages_input import (
+    content_blocks,
+    image_source,
+    sampling_settings,
+    system_texts,
+)
 
 _ROLES = {"user": "user", "assistant": "model"}
+_GENERATION_NAMES = {"max_tokens": "maxOutputTokens", "temperature": "temperature",
+                     "top_p": "topP", "top_k": "topK", "stop_sequences": "stopSequences"}
 
 
 def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"contents": _contents(body)}
     if (system := body.get("system")) is not None:
         out["systemInstruction"] = {"parts": [{"text": t} for t in system_texts(system) if t]}
-    config: dict[str, Any] = {}
-    if (max_tokens := field(body, "max_tokens", int)) is not None:
-        if max_tokens < 1:
-            raise TranslationError("'max_tokens' must be at least 1")
-        config["maxOutputTokens"] = max_tokens
-    for name, key, kind in (("temperature", "temperature", (int, float)),
-                            ("top_p", "topP", (int, float)), ("top_k", "topK", int)):
-        if (value := field(body, name, kind)) is not None:
-            config[key] = value
-    if stop := field(body, "stop_sequences", list):
-        if not all(isinstance(s, str) for s in stop):
-            raise TranslationError("'stop_sequences' must be a list of strings")
-        config["stopSequences"] = stop
-    if config:
+    if config := sampling_settings(body, _GENERATION_NAMES):
         out["generationConfig"] = config
     out.update(_tools(body))
     return out

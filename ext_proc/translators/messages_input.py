@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ext_proc.translators.base import TranslationError
-from ext_proc.translators.common import objects
+from ext_proc.translators.common import field, objects
 
 
 def system_texts(system: Any) -> list[str]:
@@ -33,3 +33,27 @@ def image_source(block: dict[str, Any]) -> tuple[str, str]:
         if isinstance(media, str) and isinstance(data, str):
             return media, data
     raise TranslationError("this provider takes images as base64 data only, not URLs")
+
+
+# Sampling fields of a Messages request: (client name, accepted types).
+_SAMPLING: dict[str, type | tuple[type, ...]] = {"temperature": (int, float),
+                                                "top_p": (int, float), "top_k": int}
+
+
+def sampling_settings(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The request's output limit, sampling and stop sequences under the backend's names
+    (`names` maps max_tokens, temperature, top_p, top_k, stop_sequences to them; a field the
+    backend has no name for is dropped), validated as every backend needs them."""
+    settings: dict[str, Any] = {}
+    if (max_tokens := field(body, "max_tokens", int)) is not None:
+        if max_tokens < 1:
+            raise TranslationError("'max_tokens' must be at least 1")
+        settings[names["max_tokens"]] = max_tokens
+    for name, kind in _SAMPLING.items():
+        if name in names and (value := field(body, name, kind)) is not None:
+            settings[names[name]] = value
+    if stop := field(body, "stop_sequences", list):
+        if not all(isinstance(s, str) for s in stop):
+            raise TranslationError("'stop_sequences' must be a list of strings")
+        settings[names["stop_sequences"]] = stop
+    return settings
