@@ -7,14 +7,14 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import structlog
+from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
@@ -137,8 +137,6 @@ class Attempt:
     def _on_request_headers(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
         headers = request.request_headers
         self._request_headers = header_map(headers)
-        namespace = request.metadata_context.filter_metadata.get(METADATA_NAMESPACE)
-        metadata = dict(namespace.items()) if namespace is not None else {}
         api = client_api_for_path(self._request_headers.get(CLIENT_PATH_HEADER, ""))
         if api is None:
             raise AttemptError(500, "the request names no client API")
@@ -161,7 +159,7 @@ class Attempt:
                                                       provider.base_url, model, provider.options))
         if headers.end_of_stream:
             raise AttemptError(400, "the request has no body")
-        if (forwarded := self._forward_unread(metadata)) is not None:
+        if (forwarded := self._forward_unread(request.metadata_context)) is not None:
             return ep.ProcessingResponse(
                 request_headers=ep.HeadersResponse(response=forwarded),
                 mode_override=pm.ProcessingMode(
@@ -173,12 +171,14 @@ class Attempt:
                 request_body_mode=pm.ProcessingMode.BUFFERED,
                 response_header_mode=pm.ProcessingMode.SEND))
 
-    def _forward_unread(self, metadata: Mapping[str, Any]) -> ep.CommonResponse | None:
+    def _forward_unread(self, context: base_pb2.Metadata) -> ep.CommonResponse | None:
         """The rewrite of a request whose body goes to the backend unchanged, decided from what
         Envoy read from the body before routing, so the body is never sent here (one message
         fewer); None when the translator must read the body."""
-        if not isinstance(self._translator, Passthrough):
+        namespace = context.filter_metadata.get(METADATA_NAMESPACE)
+        if namespace is None or not isinstance(self._translator, Passthrough):
             return None
+        metadata = dict(namespace.items())
         size = str(metadata.get(BODY_SIZE_KEY, ""))
         if not size.isdigit():  # no length known: restoring it needs the body
             return None
