@@ -41,20 +41,15 @@ from ext_proc.contract import (
     ClientApi,
     client_api_for_path,
 )
-from ext_proc.credentials import (
-    CREDENTIAL_HEADERS,
-    CredentialUnavailable,
-    Outgoing,
-    credential_headers,
-)
+from ext_proc.credentials import CredentialUnavailable
 from ext_proc.meter import estimate_tokens, estimated_usage, format_usd, price, token_usage
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.mutations import header_map, header_mutation, immediate
+from ext_proc.outgoing import DROPPED_HEADERS, provider_headers
 from ext_proc.stream_cost import StreamCost, stream_cost
 from ext_proc.stream_guard import StreamGuard
 from ext_proc.translators.base import (
-    Backend,
     BodyMode,
     ClientRequest,
     LocalReply,
@@ -70,8 +65,6 @@ from ext_proc.view import ProcessorView, ProviderView
 
 log = structlog.get_logger("attempt")
 
-# Headers a provider must not receive from the client as they are.
-_DROPPED = CREDENTIAL_HEADERS | {"accept-encoding"}
 _BODY_MODES = {"none": pm.ProcessingMode.NONE, "buffered": pm.ProcessingMode.BUFFERED,
                "streamed": pm.ProcessingMode.STREAMED}
 
@@ -155,8 +148,7 @@ class Attempt:
             raise AttemptError(400, f"{self._api.path} cannot be served by a "
                                     f"{provider.kind} backend")
         model = self._request_headers.get(TARGET_MODEL_HEADER, "")
-        self._translator = factory(self._api, Backend(provider.name, provider.kind,
-                                                      provider.base_url, model, provider.options))
+        self._translator = factory(self._api, provider.backend(model))
         if headers.end_of_stream:
             raise AttemptError(400, "the request has no body")
         if (forwarded := self._forward_unread(request.metadata_context)) is not None:
@@ -229,21 +221,13 @@ class Attempt:
         internal headers removed. `sent` is None for a body forwarded unread: no credential
         that signs the body (SigV4) belongs to a translator that forwards one."""
         assert self._provider is not None
-        headers = {
-            ":path": result.path,
-            ":authority": self._provider.authority,
-            "content-length": str(length),
-            "content-type": "application/json",
-            **result.headers,
-        }
         try:
-            headers.update(credential_headers(self._provider, Outgoing(
-                result.path, sent or b"", headers["content-type"])))
+            headers = provider_headers(self._provider, result, length, sent)
         except CredentialUnavailable as exc:
             raise AttemptError(503, str(exc)) from None
         self._sent = True
-        remove = _DROPPED | {k for k in self._request_headers
-                             if k.startswith(INTERNAL_HEADER_PREFIX)}
+        remove = DROPPED_HEADERS | {k for k in self._request_headers
+                                    if k.startswith(INTERNAL_HEADER_PREFIX)}
         return ep.CommonResponse(header_mutation=header_mutation(headers, remove))
 
     def _on_response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:

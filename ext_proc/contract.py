@@ -39,6 +39,21 @@ ROUTER_SITE = "router"
 UPSTREAM_SITE = "upstream"
 # Dynamic metadata the router-level call writes: the reservation to release at the end.
 RESERVATION_METADATA_KEY = "reservation"
+# Set by the router-level call on a request Envoy forwards as it is, with no upstream worker
+# call: the header makes each attempt skip the upstream ext_proc, the metadata (provider,
+# model, team, key_id) is what its usage record needs from the access log.
+DIRECT_HEADER = "x-switchboard-direct"
+DIRECT_METADATA_KEY = "direct"
+# Dynamic metadata namespace of the usage fields Envoy reads from a directly forwarded JSON
+# reply (json_to_metadata), each under its dotted path in the reply's `usage` object.
+REPLY_USAGE_NAMESPACE = "switchboard.reply_usage"
+REPLY_USAGE_FIELDS = (
+    # OpenAI
+    "prompt_tokens", "completion_tokens", "prompt_tokens_details.cached_tokens",
+    "completion_tokens_details.reasoning_tokens",
+    # Anthropic
+    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+)
 
 # Returned to the client.
 RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from ext_proc.access import Caller
 from ext_proc.contract import (
     BUDGET_WARNING_METADATA_KEY,
+    DIRECT_METADATA_KEY,
     DOWNGRADED_FROM_KEY,
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
@@ -32,6 +33,7 @@ from ext_proc.contract import (
     ClientApi,
     client_api_for_path,
 )
+from ext_proc.direct import direct_forward
 from ext_proc.ledgers import Ledgers
 from ext_proc.metering.admission_metrics import (
     AdmissionMetrics,
@@ -155,14 +157,19 @@ class Gate:
             dynamic[BUDGET_WARNING_METADATA_KEY] = warning
         if request_id and admission.reservation_id:
             dynamic[RESERVATION_METADATA_KEY] = request_id
+        remove: frozenset[str] = frozenset()
         if served != model:
             set_headers[ROUTE_MODEL_HEADER] = served
             dynamic[MODEL_KEY] = served
             dynamic[DOWNGRADED_FROM_KEY] = model
             log.info("request downgraded", request_id=request_id, model=model, to=served)
+        elif (direct := direct_forward(view, api, caller, metadata)) is not None:
+            # No attempt will read the team and key headers: they go in the metadata.
+            set_headers, remove = direct.set_headers, direct.remove_headers
+            dynamic[DIRECT_METADATA_KEY] = direct.metadata
         self._metrics.decided(caller.team, model, AdmissionOutcome.DOWNGRADED if served != model
                               else AdmissionOutcome.ADMITTED)
-        return _continue(set_headers, dynamic, reroute=served != model)
+        return _continue(set_headers, dynamic, reroute=served != model, remove=remove)
 
     async def _reserve(self, view: ProcessorView, caller: Caller, model: str, request_id: str,
                        headers: Mapping[str, str], metadata: Mapping[str, Any],
@@ -203,9 +210,10 @@ def _worst_case(view: ProcessorView, provider_name: str, model: str, estimated_i
 
 
 def _continue(set_headers: Mapping[str, str], dynamic: Mapping[str, Any] | None = None,
-              reroute: bool = False) -> ep.ProcessingResponse:
+              reroute: bool = False, remove: frozenset[str] = frozenset()
+              ) -> ep.ProcessingResponse:
     common = ep.CommonResponse(header_mutation=header_mutation(
-        {k: v for k, v in set_headers.items() if v}), clear_route_cache=reroute)
+        {k: v for k, v in set_headers.items() if v}, remove), clear_route_cache=reroute)
     reply = ep.ProcessingResponse(request_headers=ep.HeadersResponse(response=common))
     if dynamic:
         reply.dynamic_metadata.update({METADATA_NAMESPACE: dict(dynamic)})

@@ -1,13 +1,14 @@
-"""Releases each finished request's reservation, from Envoy's gRPC access log.
+"""Releases each finished request's reservation, from Envoy's gRPC access log, and records
+the usage of requests Envoy forwarded alone (ext_proc/direct.py).
 
 Envoy writes one entry per request when it is over, however it ended (served, failed after
-every fallback, client gone), and only for requests holding a reservation; entries arrive in
-batches. Each attempt charges its real cost with its usage record, possibly in another
-worker, so the reservation is handed back only once every attempt's record is stored (released
-earlier, the request would count for nothing in between): the release is retried until then,
-or until RECORD_WAIT_S, after which an attempt is taken to have produced no record (a connection
-refused before anything was sent). An entry that never arrives (this worker died) is covered by
-the reservation's TTL.
+every fallback, client gone), and only for requests holding a reservation or forwarded alone;
+entries arrive in batches. Each attempt charges its real cost with its usage record, possibly
+in another worker, so the reservation is handed back only once every attempt's record is
+stored (released earlier, the request would count for nothing in between): the release is
+retried until then, or until RECORD_WAIT_S, after which an attempt is taken to have produced
+no record (a connection refused before anything was sent). An entry that never arrives (this
+worker died) is covered by the reservation's TTL.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from envoy.service.accesslog.v3 import als_pb2
 from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 
 from ext_proc.contract import METADATA_NAMESPACE, RESERVATION_METADATA_KEY
+from ext_proc.direct import direct_usage
 from ext_proc.ledgers import Ledgers
+from ext_proc.meter import Meter
 from ext_proc.state.ledger import LedgerError
 from ext_proc.view import ProcessorView
 
@@ -32,9 +35,11 @@ RETRY_INTERVAL_S = 0.05
 
 
 class ReservationReleaser(als_grpc.AccessLogServiceServicer):
-    def __init__(self, view: Callable[[], ProcessorView], ledgers: Ledgers) -> None:
+    def __init__(self, view: Callable[[], ProcessorView], ledgers: Ledgers,
+                 meter: Meter) -> None:
         self._view = view
         self._ledgers = ledgers
+        self._meter = meter
         self._pending: set[asyncio.Task[None]] = set()
 
     async def StreamAccessLogs(  # noqa: N802 (gRPC method name)
@@ -46,11 +51,19 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
             for entry in message.http_logs.log_entry:
                 namespace = entry.common_properties.metadata.filter_metadata.get(
                     METADATA_NAMESPACE)
-                if namespace is None or RESERVATION_METADATA_KEY not in namespace.fields:
+                if namespace is None:
+                    continue
+                attempts = entry.common_properties.upstream_request_attempt_count
+                if (direct := direct_usage(entry, self._view())) is not None:
+                    # Written before the release (same ledger thread, in order); one record
+                    # covers the request, however many attempts Envoy made.
+                    self._meter.submit(self._view(), direct.record, direct.caller,
+                                       {direct.record.provider}, direct.labels)
+                    attempts = 1
+                if RESERVATION_METADATA_KEY not in namespace.fields:
                     continue
                 task = asyncio.create_task(self._release(
-                    namespace.fields[RESERVATION_METADATA_KEY].string_value,
-                    entry.common_properties.upstream_request_attempt_count))
+                    namespace.fields[RESERVATION_METADATA_KEY].string_value, attempts))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
         return als_pb2.StreamAccessLogsResponse()

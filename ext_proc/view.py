@@ -14,6 +14,7 @@ from ext_proc.access import AccessView, build_access
 from ext_proc.contract import MOCK_AUTHORITY
 from ext_proc.google_tokens import AccessTokens
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
+from ext_proc.translators.base import Backend
 from protos.switchboard.v1 import processor_pb2
 
 log = structlog.get_logger("view")
@@ -44,6 +45,10 @@ class ProviderView:
     def scheme(self) -> str:
         return urlsplit(self.base_url).scheme or "http"
 
+    def backend(self, model: str) -> Backend:
+        """This provider serving `model`, as a translator sees it."""
+        return Backend(self.name, self.kind, self.base_url, model, self.options)
+
 
 @dataclass(frozen=True)
 class TargetView:
@@ -67,6 +72,8 @@ class ProcessorView:
     models: Mapping[str, tuple[TargetView, ...]] = field(default_factory=dict)
     access: AccessView = field(default_factory=AccessView)
     state: StateView = field(default_factory=StateView)
+    # Admission may hand a request to Envoy to forward alone (ext_proc/direct.py).
+    direct_forwarding: bool = False
 
     @classmethod
     def empty(cls) -> ProcessorView:
@@ -110,4 +117,4 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
     state = StateView(config.state.backend or "sqlite", config.state.path, config.state.url_ref)
     # Building the price table loads genai-prices' data: off the event loop.
     access = await asyncio.to_thread(build_access, config)
-    return ProcessorView(version, providers, models, access, state)
+    return ProcessorView(version, providers, models, access, state, config.direct_forwarding)

@@ -51,7 +51,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     ])
     ep_grpc.add_ExternalProcessorServicer_to_server(
         Processor(config, gate, meter), server)
-    releaser = ReservationReleaser(lambda: config.view, ledgers)
+    releaser = ReservationReleaser(lambda: config.view, ledgers, meter)
     als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)

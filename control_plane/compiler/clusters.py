@@ -25,7 +25,7 @@ from ext_proc.contract import METADATA_NAMESPACE
 # In percent: even one healthy target in 1000 keeps all of a priority's traffic.
 _NEVER_SPILL = 100_000
 
-_TemplateKey = tuple[bool, OutlierDetection, CircuitBreakers]
+_TemplateKey = tuple[bool, bool, OutlierDetection, CircuitBreakers]
 
 
 class ClusterBuilder:
@@ -59,7 +59,8 @@ class ClusterBuilder:
         return cluster
 
     def _template(self, spec: ClusterSpec) -> cluster_pb2.Cluster:
-        key = (spec.shared, spec.outlier_detection, spec.circuit_breakers)
+        key = (spec.shared, not self._policy.gateway.reply_cost, spec.outlier_detection,
+               spec.circuit_breakers)
         template = self._templates.get(key)
         if template is None:
             template = self._templates[key] = json_format.ParseDict(
@@ -74,7 +75,7 @@ class ClusterBuilder:
         return match
 
 
-def cluster_template(settings: GatewaySettings, shared: bool,
+def cluster_template(settings: GatewaySettings, shared: bool, direct: bool,
                      outlier_detection: OutlierDetection,
                      circuit_breakers: CircuitBreakers) -> dict[str, Any]:
     """Everything of a cluster but its name, endpoints, address type and TLS hosts."""
@@ -95,7 +96,7 @@ def cluster_template(settings: GatewaySettings, shared: bool,
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {
                     "explicit_http_config": {"http_protocol_options": {}},
                     "common_http_protocol_options": {"idle_timeout": "60s"},
-                    "http_filters": upstream_filters(settings, source),
+                    "http_filters": upstream_filters(settings, source, direct),
                 }),
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from control_plane.compiler.direct import reply_usage
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
@@ -16,6 +17,7 @@ from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
+    DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
     METADATA_NAMESPACE,
@@ -78,19 +80,29 @@ def access_log() -> dict[str, Any]:
 
 def admits(policy: Policy) -> bool:
     """Whether requests pass the router-level worker call: only when there is something to
-    check (keys, budgets, rate limits), so an open gateway pays nothing for it."""
-    return bool(policy.teams or policy.budgets)
+    check (keys, budgets, rate limits), so an open gateway pays nothing for it, or when it
+    may hand requests to Envoy to forward alone (that saves the attempts' calls)."""
+    return bool(policy.teams or policy.budgets) or forwards_directly(policy)
+
+
+def forwards_directly(policy: Policy) -> bool:
+    return not policy.gateway.reply_cost
 
 
 def reservation_log() -> dict[str, Any]:
-    """Envoy's record of each finished request that holds a reservation, streamed in batches
-    to the workers, which release the reservation: the one signal that a request is over,
-    whatever its outcome (served, failed over, refused upstream, client gone)."""
+    """Envoy's record of each finished request that holds a reservation or was forwarded
+    alone, streamed in batches to the workers, which release the reservation and record a
+    forwarded request's usage: the one signal that a request is over, whatever its outcome
+    (served, failed over, refused upstream, client gone)."""
+    def present(key: str) -> dict[str, Any]:
+        return {"metadata_filter": {"matcher": {
+            "filter": METADATA_NAMESPACE, "path": [{"key": key}],
+            "value": {"present_match": True}}}}
+
     return {
         "name": "envoy.access_loggers.http_grpc",
-        "filter": {"metadata_filter": {"matcher": {
-            "filter": METADATA_NAMESPACE, "path": [{"key": RESERVATION_METADATA_KEY}],
-            "value": {"present_match": True}}}},
+        "filter": {"or_filter": {"filters": [present(RESERVATION_METADATA_KEY),
+                                             present(DIRECT_METADATA_KEY)]}},
         "typed_config": any_of(
             "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
             {"common_config": {
@@ -121,11 +133,15 @@ def router_ext_proc(settings: GatewaySettings) -> dict[str, Any]:
             "forwarding_namespaces": {"untyped": [METADATA_NAMESPACE]},
             "receiving_namespaces": {"untyped": [METADATA_NAMESPACE]}},
         "message_timeout": f"{settings.ext_proc_message_timeout_s:.3f}s",
+        # A request forwarded alone gets the provider's :authority here.
+        "mutation_rules": {"allow_all_routing": True},
     })
 
 
 def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, Any]]:
     admission = [router_ext_proc(settings)] if admits(policy) else []
+    if forwards_directly(policy):
+        admission.append(reply_usage())
     return [
         # Before anything reads them: a client must never set our internal headers.
         _filter("envoy.filters.http.header_mutation",

@@ -88,7 +88,7 @@ def _sections(policy: Policy) -> dict[str, Any]:
     state = {"backend": policy.state.backend, "path": policy.state.path or "",
              "url_ref": policy.state.url or ""}
     return {"providers": providers, "teams": teams, "budgets": budgets, "prices": prices,
-            "state": state}
+            "state": state, "direct_forwarding": not policy.gateway.reply_cost}
 
 
 def _rate_limit(field: str, limit: RateLimit | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from control_plane.compiler.direct import skip_filter, strip_internal_headers
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
     ROUTE_TARGET_MODEL_KEY,
@@ -37,10 +38,12 @@ class TargetModelSource(Enum):
     ROUTE = f"%METADATA(ROUTE:{METADATA_NAMESPACE}:{ROUTE_TARGET_MODEL_KEY})%"
 
 
-def upstream_filters(settings: GatewaySettings,
-                     target_model: TargetModelSource) -> list[dict[str, Any]]:
+def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
+                     direct: bool = False) -> list[dict[str, Any]]:
     """Set on every attempt, not once per request: the worker removes every internal header
-    from the one header map that all attempts of a request share."""
+    from the one header map that all attempts of a request share. With `direct`, an attempt
+    of a request that admission marked as forwarded alone skips the worker, and Envoy
+    removes the internal headers itself (ext_proc/direct.py)."""
     def header(key: str, value: str) -> dict[str, Any]:
         return {"append": {"header": {"key": key, "value": value},
                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
@@ -97,11 +100,14 @@ def upstream_filters(settings: GatewaySettings,
         "message_timeout": f"{settings.ext_proc_message_timeout_s:.3f}s",
         "mutation_rules": {"allow_all_routing": True},
     }
+    worker = {"name": "envoy.filters.http.ext_proc", "typed_config": any_of(
+        "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", ext_proc)}
     return [
         {"name": "envoy.filters.http.header_mutation", "typed_config": any_of(
             "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation", mutation)},
-        {"name": "envoy.filters.http.ext_proc", "typed_config": any_of(
-            "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", ext_proc)},
+        *([skip_filter(worker, direct=True), strip_internal_headers()] if direct
+          else [worker]),
         {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
             "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})},
     ]
+

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/switchboard/v1/processor.proto\x12\x0eswitchboard.v1\"\xd2\x05\n\x0fProcessorConfig\x12\x41\n\tproviders\x18\x01 \x03(\x0b\x32..switchboard.v1.ProcessorConfig.ProvidersEntry\x12;\n\x06models\x18\x02 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.ModelsEntry\x12\x39\n\x05teams\x18\x03 \x03(\x0b\x32*.switchboard.v1.ProcessorConfig.TeamsEntry\x12=\n\x07\x62udgets\x18\x04 \x03(\x0b\x32,.switchboard.v1.ProcessorConfig.BudgetsEntry\x12;\n\x06prices\x18\x05 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.PricesEntry\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.State\x1aJ\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.Provider:\x02\x38\x01\x1a\x44\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Model:\x02\x38\x01\x1a\x42\n\nTeamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.switchboard.v1.Team:\x02\x38\x01\x1a\x46\n\x0c\x42udgetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.switchboard.v1.Budget:\x02\x38\x01\x1a\x44\n\x0bPricesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Price:\x02\x38\x01\"\xa0\x01\n\x04Team\x12\x12\n\nkey_hashes\x18\x01 \x03(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x12\n\nall_models\x18\x03 \x01(\x08\x12-\n\nrate_limit\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.RateLimit\x12\x31\n\x0ekey_rate_limit\x18\x05 \x01(\x0b\x32\x19.switchboard.v1.RateLimit\"C\n\tRateLimit\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x04\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x04\"\x95\x01\n\x06\x42udget\x12\x11\n\tlimit_usd\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\x11\n\ton_exceed\x18\x04 \x01(\t\x12\x17\n\x0f\x64owngrade_model\x18\x05 \x01(\t\x12*\n\x05match\x18\x06 \x01(\x0b\x32\x1b.switchboard.v1.BudgetMatch\"I\n\x0b\x42udgetMatch\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"t\n\x05Price\x12\x16\n\x0einput_per_mtok\x18\x01 \x01(\t\x12\x17\n\x0foutput_per_mtok\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_read_per_mtok\x18\x03 \x01(\t\x12\x1c\n\x14\x63\x61\x63he_write_per_mtok\x18\x04 \x01(\t\"7\n\x05State\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07url_ref\x18\x03 \x01(\t\"\xba\x02\n\x08Provider\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_key_ref\x18\x03 \x01(\t\x12\x36\n\x07options\x18\x04 \x03(\x0b\x32%.switchboard.v1.Provider.OptionsEntry\x12\x45\n\x0f\x63redential_refs\x18\x05 \x03(\x0b\x32,.switchboard.v1.Provider.CredentialRefsEntry\x12\x13\n\x0blist_prices\x18\x06 \x01(\x08\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x43redentialRefsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Model\x12\'\n\x07targets\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Target\")\n\x06Target\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/switchboard/v1/processor.proto\x12\x0eswitchboard.v1\"\xed\x05\n\x0fProcessorConfig\x12\x41\n\tproviders\x18\x01 \x03(\x0b\x32..switchboard.v1.ProcessorConfig.ProvidersEntry\x12;\n\x06models\x18\x02 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.ModelsEntry\x12\x39\n\x05teams\x18\x03 \x03(\x0b\x32*.switchboard.v1.ProcessorConfig.TeamsEntry\x12=\n\x07\x62udgets\x18\x04 \x03(\x0b\x32,.switchboard.v1.ProcessorConfig.BudgetsEntry\x12;\n\x06prices\x18\x05 \x03(\x0b\x32+.switchboard.v1.ProcessorConfig.PricesEntry\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.State\x12\x19\n\x11\x64irect_forwarding\x18\x07 \x01(\x08\x1aJ\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.Provider:\x02\x38\x01\x1a\x44\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Model:\x02\x38\x01\x1a\x42\n\nTeamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.switchboard.v1.Team:\x02\x38\x01\x1a\x46\n\x0c\x42udgetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.switchboard.v1.Budget:\x02\x38\x01\x1a\x44\n\x0bPricesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Price:\x02\x38\x01\"\xa0\x01\n\x04Team\x12\x12\n\nkey_hashes\x18\x01 \x03(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x12\n\nall_models\x18\x03 \x01(\x08\x12-\n\nrate_limit\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.RateLimit\x12\x31\n\x0ekey_rate_limit\x18\x05 \x01(\x0b\x32\x19.switchboard.v1.RateLimit\"C\n\tRateLimit\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x04\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x04\"\x95\x01\n\x06\x42udget\x12\x11\n\tlimit_usd\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\x11\n\ton_exceed\x18\x04 \x01(\t\x12\x17\n\x0f\x64owngrade_model\x18\x05 \x01(\t\x12*\n\x05match\x18\x06 \x01(\x0b\x32\x1b.switchboard.v1.BudgetMatch\"I\n\x0b\x42udgetMatch\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"t\n\x05Price\x12\x16\n\x0einput_per_mtok\x18\x01 \x01(\t\x12\x17\n\x0foutput_per_mtok\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_read_per_mtok\x18\x03 \x01(\t\x12\x1c\n\x14\x63\x61\x63he_write_per_mtok\x18\x04 \x01(\t\"7\n\x05State\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07url_ref\x18\x03 \x01(\t\"\xba\x02\n\x08Provider\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_key_ref\x18\x03 \x01(\t\x12\x36\n\x07options\x18\x04 \x03(\x0b\x32%.switchboard.v1.Provider.OptionsEntry\x12\x45\n\x0f\x63redential_refs\x18\x05 \x03(\x0b\x32,.switchboard.v1.Provider.CredentialRefsEntry\x12\x13\n\x0blist_prices\x18\x06 \x01(\x08\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x43redentialRefsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Model\x12\'\n\x07targets\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Target\")\n\x06Target\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,37 +46,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDER_CREDENTIALREFSENTRY']._loaded_options = None
   _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_options = b'8\001'
   _globals['_PROCESSORCONFIG']._serialized_start=58
-  _globals['_PROCESSORCONFIG']._serialized_end=780
-  _globals['_PROCESSORCONFIG_PROVIDERSENTRY']._serialized_start=426
-  _globals['_PROCESSORCONFIG_PROVIDERSENTRY']._serialized_end=500
-  _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_start=502
-  _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_end=570
-  _globals['_PROCESSORCONFIG_TEAMSENTRY']._serialized_start=572
-  _globals['_PROCESSORCONFIG_TEAMSENTRY']._serialized_end=638
-  _globals['_PROCESSORCONFIG_BUDGETSENTRY']._serialized_start=640
-  _globals['_PROCESSORCONFIG_BUDGETSENTRY']._serialized_end=710
-  _globals['_PROCESSORCONFIG_PRICESENTRY']._serialized_start=712
-  _globals['_PROCESSORCONFIG_PRICESENTRY']._serialized_end=780
-  _globals['_TEAM']._serialized_start=783
-  _globals['_TEAM']._serialized_end=943
-  _globals['_RATELIMIT']._serialized_start=945
-  _globals['_RATELIMIT']._serialized_end=1012
-  _globals['_BUDGET']._serialized_start=1015
-  _globals['_BUDGET']._serialized_end=1164
-  _globals['_BUDGETMATCH']._serialized_start=1166
-  _globals['_BUDGETMATCH']._serialized_end=1239
-  _globals['_PRICE']._serialized_start=1241
-  _globals['_PRICE']._serialized_end=1357
-  _globals['_STATE']._serialized_start=1359
-  _globals['_STATE']._serialized_end=1414
-  _globals['_PROVIDER']._serialized_start=1417
-  _globals['_PROVIDER']._serialized_end=1731
-  _globals['_PROVIDER_OPTIONSENTRY']._serialized_start=1630
-  _globals['_PROVIDER_OPTIONSENTRY']._serialized_end=1676
-  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_start=1678
-  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_end=1731
-  _globals['_MODEL']._serialized_start=1733
-  _globals['_MODEL']._serialized_end=1781
-  _globals['_TARGET']._serialized_start=1783
-  _globals['_TARGET']._serialized_end=1824
+  _globals['_PROCESSORCONFIG']._serialized_end=807
+  _globals['_PROCESSORCONFIG_PROVIDERSENTRY']._serialized_start=453
+  _globals['_PROCESSORCONFIG_PROVIDERSENTRY']._serialized_end=527
+  _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_start=529
+  _globals['_PROCESSORCONFIG_MODELSENTRY']._serialized_end=597
+  _globals['_PROCESSORCONFIG_TEAMSENTRY']._serialized_start=599
+  _globals['_PROCESSORCONFIG_TEAMSENTRY']._serialized_end=665
+  _globals['_PROCESSORCONFIG_BUDGETSENTRY']._serialized_start=667
+  _globals['_PROCESSORCONFIG_BUDGETSENTRY']._serialized_end=737
+  _globals['_PROCESSORCONFIG_PRICESENTRY']._serialized_start=739
+  _globals['_PROCESSORCONFIG_PRICESENTRY']._serialized_end=807
+  _globals['_TEAM']._serialized_start=810
+  _globals['_TEAM']._serialized_end=970
+  _globals['_RATELIMIT']._serialized_start=972
+  _globals['_RATELIMIT']._serialized_end=1039
+  _globals['_BUDGET']._serialized_start=1042
+  _globals['_BUDGET']._serialized_end=1191
+  _globals['_BUDGETMATCH']._serialized_start=1193
+  _globals['_BUDGETMATCH']._serialized_end=1266
+  _globals['_PRICE']._serialized_start=1268
+  _globals['_PRICE']._serialized_end=1384
+  _globals['_STATE']._serialized_start=1386
+  _globals['_STATE']._serialized_end=1441
+  _globals['_PROVIDER']._serialized_start=1444
+  _globals['_PROVIDER']._serialized_end=1758
+  _globals['_PROVIDER_OPTIONSENTRY']._serialized_start=1657
+  _globals['_PROVIDER_OPTIONSENTRY']._serialized_end=1703
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_start=1705
+  _globals['_PROVIDER_CREDENTIALREFSENTRY']._serialized_end=1758
+  _globals['_MODEL']._serialized_start=1760
+  _globals['_MODEL']._serialized_end=1808
+  _globals['_TARGET']._serialized_start=1810
+  _globals['_TARGET']._serialized_end=1851
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessorConfig(_message.Message):
-    __slots__ = ("providers", "models", "teams", "budgets", "prices", "state")
+    __slots__ = ("providers", "models", "teams", "budgets", "prices", "state", "direct_forwarding")
     class ProvidersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,13 +49,15 @@ class ProcessorConfig(_message.Message):
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     PRICES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FORWARDING_FIELD_NUMBER: _ClassVar[int]
     providers: _containers.MessageMap[str, Provider]
     models: _containers.MessageMap[str, Model]
     teams: _containers.MessageMap[str, Team]
     budgets: _containers.MessageMap[str, Budget]
     prices: _containers.MessageMap[str, Price]
     state: State
-    def __init__(self, providers: _Optional[_Mapping[str, Provider]] = ..., models: _Optional[_Mapping[str, Model]] = ..., teams: _Optional[_Mapping[str, Team]] = ..., budgets: _Optional[_Mapping[str, Budget]] = ..., prices: _Optional[_Mapping[str, Price]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
+    direct_forwarding: bool
+    def __init__(self, providers: _Optional[_Mapping[str, Provider]] = ..., models: _Optional[_Mapping[str, Model]] = ..., teams: _Optional[_Mapping[str, Team]] = ..., budgets: _Optional[_Mapping[str, Budget]] = ..., prices: _Optional[_Mapping[str, Price]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., direct_forwarding: _Optional[bool] = ...) -> None: ...
 
 class Team(_message.Message):
     __slots__ = ("key_hashes", "models", "all_models", "rate_limit", "key_rate_limit")

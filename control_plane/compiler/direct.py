@@ -1,0 +1,59 @@
+"""The Envoy side of requests forwarded alone (ext_proc/direct.py): admission marks them with
+a header, their attempts skip the upstream worker, and the listener reads their reply's usage
+for the access log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_plane.xds.resources import any_of
+from ext_proc.contract import (
+    DIRECT_HEADER,
+    INTERNAL_HEADER_PREFIX,
+    REPLY_USAGE_FIELDS,
+    REPLY_USAGE_NAMESPACE,
+)
+
+_SKIP = {"name": "skip", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}
+
+
+def skip_filter(http_filter: dict[str, Any], direct: bool) -> dict[str, Any]:
+    """The filter, skipped for the requests admission marked as forwarded alone (`direct`),
+    or for all the others. Envoy evaluates the match when the request's headers reach the
+    filter, after admission's header mutation."""
+    marked: dict[str, Any] = {"single_predicate": {
+        "input": {"name": "direct", "typed_config": {
+            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+            "header_name": DIRECT_HEADER}},
+        "value_match": {"exact": "1"}}}
+    predicate = marked if direct else {"not_matcher": marked}
+    return {"name": http_filter["name"], "typed_config": any_of(
+        "envoy.extensions.common.matching.v3.ExtensionWithMatcher", {
+            "extension_config": http_filter,
+            "xds_matcher": {"matcher_list": {"matchers": [
+                {"predicate": predicate, "on_match": {"action": _SKIP}}]}},
+        })}
+
+
+def strip_internal_headers() -> dict[str, Any]:
+    """What the worker does for the attempts it sees: no internal header leaves for a
+    provider (a key's hash, a team's name)."""
+    return {"name": "switchboard.strip_internal", "typed_config": any_of(
+        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        {"mutations": {"request_mutations": [
+            {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}})}
+
+
+def reply_usage() -> dict[str, Any]:
+    """The usage of a JSON reply forwarded alone, field by field into metadata that the
+    access log carries to the workers. Other replies skip it: the worker reads theirs."""
+    rules = [{"selectors": [{"key": "usage"}, *({"key": part} for part in field.split("."))],
+              "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
+                             "type": "NUMBER"}}
+             for field in REPLY_USAGE_FIELDS]
+    usage = {"name": "switchboard.reply_usage", "typed_config": any_of(
+        "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+        {"response_rules": {"rules": rules,
+                            "allow_content_types_regex": {"regex": "application/json.*"}}})}
+    return skip_filter(usage, direct=False)

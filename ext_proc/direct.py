@@ -1,0 +1,179 @@
+"""Requests Envoy forwards alone: no upstream worker call, metered from the access log.
+
+When the policy turns `gateway.reply_cost` off, admission looks at a request that has one
+target and does not stream: if the provider takes its body as it is (same API, the model
+named as the provider names it), admission sets the provider's path, host and credential on
+the request itself and marks it with DIRECT_HEADER, which makes every attempt skip the
+upstream ext_proc. Envoy reads the reply's usage (json_to_metadata) and hands it over, with
+what admission noted, in the access-log entry of the finished request; the usage record is
+built from that entry. One worker message per request instead of four; the price is that
+the reply carries no cost, since it has left before anyone priced it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from envoy.data.accesslog.v3 import accesslog_pb2 as al
+from google.protobuf import json_format
+
+from ext_proc.access import Caller
+from ext_proc.contract import (
+    BODY_SIZE_KEY,
+    CLIENT_PATH_KEY,
+    DIRECT_HEADER,
+    DIRECT_METADATA_KEY,
+    INCLUDE_USAGE_KEY,
+    METADATA_NAMESPACE,
+    MODEL_KEY,
+    REPLY_USAGE_NAMESPACE,
+    STREAM_KEY,
+    ClientApi,
+    client_api_for_path,
+)
+from ext_proc.credentials import CredentialUnavailable
+from ext_proc.meter import estimated_usage, price, token_usage
+from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR
+from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
+from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
+from ext_proc.outgoing import DROPPED_HEADERS, provider_headers
+from ext_proc.translators.base import ClientRequest, Passthrough, Usage
+from ext_proc.translators.common import usage_from_anthropic, usage_from_openai
+from ext_proc.translators.registry import translator_factory
+from ext_proc.view import ProcessorView
+
+
+@dataclass(frozen=True)
+class DirectForward:
+    """What admission adds to a request Envoy forwards alone."""
+
+    set_headers: dict[str, str]
+    remove_headers: frozenset[str]
+    metadata: dict[str, str]
+
+
+def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
+                   metadata: Mapping[str, Any]) -> DirectForward | None:
+    """The rewrite of a request Envoy can forward without the upstream worker, or None."""
+    model = metadata.get(MODEL_KEY)
+    targets = view.models.get(model, ()) if isinstance(model, str) else ()
+    size = str(metadata.get(BODY_SIZE_KEY, ""))
+    # One target: every attempt goes to the same provider, so one rewrite serves them all.
+    # A stream's usage is read by the worker. The length is what the provider receives.
+    if (not view.direct_forwarding or api is None or len(targets) != 1
+            or metadata.get(STREAM_KEY) is True or not size.isdigit()):
+        return None
+    target = targets[0]
+    provider = view.providers.get(target.provider)
+    factory = translator_factory(api, provider.kind) if provider is not None else None
+    if provider is None or factory is None or provider.credential_error:
+        return None  # the attempt explains the failure in the client's schema
+    translator = factory(api, provider.backend(target.model))
+    if not isinstance(translator, Passthrough):
+        return None
+    upstream = translator.unchanged(ClientRequest(
+        str(model), stream=False, include_usage=metadata.get(INCLUDE_USAGE_KEY) is True))
+    if upstream is None:
+        return None
+    try:
+        headers = provider_headers(provider, upstream, int(size), None)
+    except CredentialUnavailable:
+        return None
+    headers[DIRECT_HEADER] = "1"
+    return DirectForward(headers, DROPPED_HEADERS, {
+        "provider": provider.name, "model": target.model,
+        "team": caller.team, "key_id": caller.key_id})
+
+
+# How each client API's reply names its usage; a request forwarded as it is gets a reply in
+# the schema the client called.
+_USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
+    ClientApi.OPENAI_CHAT: usage_from_openai,
+    ClientApi.OPENAI_EMBEDDINGS: usage_from_openai,
+    ClientApi.ANTHROPIC_MESSAGES: usage_from_anthropic,
+}
+
+
+@dataclass(frozen=True)
+class DirectUsage:
+    record: UsageRecord
+    caller: Caller
+    labels: AttemptLabels
+
+
+def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsage | None:
+    """The usage record of a request Envoy forwarded alone, from its access-log entry; None
+    when the entry is not one (or its API cannot be told)."""
+    common = entry.common_properties
+    metadata = common.metadata.filter_metadata
+    namespace = metadata.get(METADATA_NAMESPACE)
+    if namespace is None or DIRECT_METADATA_KEY not in namespace.fields:
+        return None
+    fields = json_format.MessageToDict(namespace)
+    direct: dict[str, str] = fields[DIRECT_METADATA_KEY]
+    api = client_api_for_path(str(fields.get(CLIENT_PATH_KEY, "")))
+    if api is None:
+        return None
+    status = entry.response.response_code.value
+    outcome = _outcome(common.response_flags, status)
+    if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
+        status = 0  # Envoy's own answer, not the provider's
+    usage = _usage(api, metadata.get(REPLY_USAGE_NAMESPACE), status,
+                   str(fields.get(BODY_SIZE_KEY, "")), entry.response.response_body_bytes)
+    provider = view.providers.get(direct["provider"])
+    started = common.start_time.ToDatetime(tzinfo=UTC)
+    cost = (price(view, provider, direct["model"], usage, started)
+            if provider is not None else None)
+    requested = str(fields.get(MODEL_KEY, ""))
+    caller = Caller(direct.get("team", ""), direct.get("key_id", ""))
+    record = UsageRecord(
+        time=started, request_id=entry.request.request_id, team=caller.team,
+        key_id=caller.key_id, requested_model=requested, provider=direct["provider"],
+        provider_model=direct["model"], usage=usage, cost_usd=cost, status=status,
+        outcome=outcome, latency_s=common.time_to_last_downstream_tx_byte.ToTimedelta()
+        .total_seconds(), attempt=max(common.upstream_request_attempt_count, 1))
+    labels = AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
+                           direct["provider"], requested, direct["model"], caller.team)
+    return DirectUsage(record, caller, labels)
+
+
+def _usage(api: ClientApi, reply: Any, status: int, body_size: str,
+           reply_bytes: int) -> TokenUsage:
+    if reply is not None and reply.fields:
+        return token_usage(_USAGE_READERS[api](_nested(json_format.MessageToDict(reply))))
+    if not 200 <= status < 300:
+        return TokenUsage()
+    # Served, but the reply named no usage: estimated from the sizes, as the worker would.
+    output = (0 if api is ClientApi.OPENAI_EMBEDDINGS
+              else math.ceil(reply_bytes / BYTES_PER_TOKEN_FLOOR))
+    return estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
+
+
+def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1.0} -> {"a": {"b": 1}}: the usage object as the reply wrote it (metadata
+    holds every number as a double)."""
+    nested: dict[str, Any] = {}
+    for path, value in dotted.items():
+        *parents, leaf = path.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = int(value) if isinstance(value, float) and value.is_integer() else value
+    return nested
+
+
+def _outcome(flags: al.ResponseFlags, status: int) -> Outcome:
+    if flags.downstream_connection_termination or flags.downstream_remote_reset:
+        return Outcome.CLIENT_DISCONNECT
+    if flags.upstream_request_timeout:
+        return Outcome.TIMEOUT
+    if flags.upstream_connection_failure:
+        return Outcome.CONNECT_FAILURE
+    if (flags.upstream_remote_reset or flags.upstream_connection_termination
+            or flags.local_reset or flags.upstream_overflow or flags.no_healthy_upstream):
+        return Outcome.NO_RESPONSE
+    return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR

@@ -1,0 +1,176 @@
+"""`gateway.reply_cost: false`: a request its one provider takes as it is is forwarded by Envoy
+alone after admission, with no upstream worker call, and metered from Envoy's access log.
+
+Counted with Envoy's own ext_proc statistics of the provider clusters; usage and costs checked
+against the recorded fixtures' usage (tests/fixtures/*/responses, see their README), priced by
+hand as in test_metering.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from control_plane.keys import create_key
+from tests.fakes.provider_server import ProviderServer
+from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN, OPENAI_STREAM
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.metering import cost_of, tokens_of, usage_record, wait_released
+from tests.support.ports import free_port
+from tests.support.provider import running_provider
+
+pytestmark = pytest.mark.integration
+
+KEY, KEY_HASH = create_key("search")
+
+POLICY = """
+gateway: {{reply_cost: false}}
+providers:
+  oai: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:OAI_KEY}}
+  claude: {{kind: anthropic, base_url: "http://127.0.0.1:{port}", api_key: env:CLAUDE_KEY}}
+  gone: {{kind: openai, base_url: "http://127.0.0.1:{dead}/v1", api_key: env:OAI_KEY}}
+models:
+  gpt-4o-mini: {{targets: [{{provider: oai}}]}}
+  claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
+  renamed: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
+  unreachable: {{targets: [{{provider: gone}}]}}
+prices:
+  oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
+  claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
+                             cached_read_per_mtok: 0.3, cache_write_per_mtok: 3.75}}
+teams:
+  search:
+    keys: [{key}]
+    budget: {{limit_usd: 100, period: day}}
+"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[ProviderServer]:
+    with running_provider(free_port()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake: ProviderServer) -> Iterator[Gateway]:
+    policy = POLICY.format(port=fake.port, dead=free_port(), key=KEY_HASH)
+    gateway = start_gateway(policy, tmp_path_factory.mktemp("direct"),
+                            env={"OAI_KEY": "sk-provider", "CLAUDE_KEY": "sk-ant-provider"})
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def oai(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0, timeout=10)
+
+
+def worker_messages(gateway: Gateway) -> int:
+    """ext_proc messages Envoy sent to the workers from every provider cluster (attempts)."""
+    text = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/stats",
+                     params={"filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"},
+                     timeout=5).text
+    return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
+
+
+def received(fake: ProviderServer) -> dict[str, Any]:
+    return fake.last
+
+
+def test_an_unchanged_request_skips_the_worker_and_is_metered_from_the_access_log(
+        oai: openai.OpenAI, gateway: Gateway, fake: ProviderServer) -> None:
+    before = worker_messages(gateway)
+    raw = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert raw.http_response.status_code == 200
+    assert raw.parse().usage is not None
+    assert worker_messages(gateway) == before  # no attempt reached a worker
+    sent = received(fake)
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["authorization"] == "Bearer sk-provider"  # not the gateway key
+    assert not any(name.startswith("x-switchboard-") for name in sent["headers"])
+    assert "accept-encoding" not in sent["headers"]  # the usage is read from the reply
+    assert raw.headers["x-switchboard-provider"] == "oai"
+    assert raw.headers["x-switchboard-model"] == "gpt-4o-mini"
+    assert "x-switchboard-cost-usd" not in raw.headers  # the reply left before it was priced
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert cost_of(row) == OPENAI_PLAIN
+    assert tokens_of(row) == (1200, 7, 1024, 0, 0)
+    assert (row["team"], row["key_id"], row["requested_model"]) == ("search", KEY_HASH,
+                                                                    "gpt-4o-mini")
+    assert (row["provider"], row["provider_model"]) == ("oai", "gpt-4o-mini")
+    assert row["outcome"] == "ok" and row["status"] == 200 and not row["estimated"]
+    wait_released(gateway.ledger_path)
+
+
+def test_an_anthropic_client_is_forwarded_alone_with_the_providers_headers(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    before = worker_messages(gateway)
+    raw = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=64,
+        messages=[{"role": "user", "content": "Hello there"}])
+    assert raw.parse().usage.output_tokens == 9
+    assert worker_messages(gateway) == before
+    sent = received(fake)["headers"]
+    assert sent["x-api-key"] == "sk-ant-provider" and sent["anthropic-version"]
+    assert "authorization" not in sent
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert cost_of(row) == ANTHROPIC_PLAIN
+    assert tokens_of(row) == (12 + 100 + 2048, 9, 2048, 100, 0)
+
+
+def test_a_renamed_model_or_a_stream_still_goes_through_the_worker(
+        oai: openai.OpenAI, gateway: Gateway, fake: ProviderServer) -> None:
+    before = worker_messages(gateway)
+    raw = oai.chat.completions.with_raw_response.create(
+        model="renamed", messages=CHAT)  # type: ignore[arg-type]
+    assert received(fake)["body"]["model"] == "gpt-4o-mini"
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == OPENAI_PLAIN
+    assert worker_messages(gateway) - before == 4  # the body is read and rewritten
+    before = worker_messages(gateway)
+    with oai.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=CHAT, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}) as response:
+        usage = [chunk.usage for chunk in response.parse() if chunk.usage is not None]
+        request_id = response.headers["x-request-id"]
+    assert worker_messages(gateway) > before
+    assert usage and usage[0].model_extra == {"cost": float(OPENAI_STREAM)}
+    assert cost_of(usage_record(gateway.ledger_path, request_id)) == OPENAI_STREAM
+
+
+def test_a_client_cannot_mark_its_own_request_as_forwarded_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    before = worker_messages(gateway)
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, json={
+        "model": "renamed", "messages": CHAT}, headers={
+        "authorization": f"Bearer {KEY}", "x-switchboard-direct": "1"})
+    assert response.status_code == 200
+    assert worker_messages(gateway) - before == 4
+    assert received(fake)["body"]["model"] == "gpt-4o-mini"
+
+
+def test_a_provider_that_cannot_be_reached_is_recorded_and_released(
+        oai: openai.OpenAI, gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as failure:
+        oai.chat.completions.with_raw_response.create(
+            model="unreachable", messages=CHAT)  # type: ignore[arg-type]
+    assert failure.value.status_code == 503
+    assert isinstance(failure.value.body, dict)  # in OpenAI's error schema
+    row = usage_record(gateway.ledger_path, failure.value.response.headers["x-request-id"])
+    assert (row["outcome"], row["status"]) == ("connect_failure", 0)
+    assert tokens_of(row) == (0, 0, 0, 0, 0) and row["cost_nanos"] is None  # no price given
+    wait_released(gateway.ledger_path)
+
+
+def test_an_unknown_key_is_still_refused(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-sb-wrong",
+                           max_retries=0, timeout=10)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
