@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models in the policy besides the three the load asks for")
     parser.add_argument("--full-path", action="store_true",
                         help="add teams, gateway keys and budgets to the policy")
+    parser.add_argument("--no-reply-cost", action="store_true",
+                        help="gateway.reply_cost: false: unchanged requests are forwarded by "
+                             "Envoy alone after admission")
     parser.add_argument("--log-level", default="info",
                         help="Switchboard's log level (info logs one line per attempt)")
     parser.add_argument("--label", default="", help="what this run measures (recorded)")
@@ -78,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 BENCH_KEY = "sb-bench-datapath-key"
 
 
-def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
+def datapath_policy(upstream_port: int, filler: int, full_path: bool,
+                    reply_cost: bool = True) -> str:
     base = f"http://127.0.0.1:{upstream_port}"
     shape = PolicyShape(models=filler, openai_url=base + fakes.OPENAI_BASE,
                         anthropic_url=base + fakes.ANTHROPIC_BASE, full_path=full_path)
@@ -92,6 +96,8 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool) -> str:
                                      "budget": {"limit_usd": 1_000_000, "period": "month"}}}
         policy["prices"] = {f"{name}/*": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
                             for name in ("openai", "anthropic", "openai-stream")}
+    if not reply_cost:
+        policy["gateway"] = {**policy.get("gateway", {}), "reply_cost": False}
     policy["providers"]["openai-stream"] = {"kind": "openai",
                                             "base_url": base + fakes.STREAM_BASE}
     policy["models"] = {
@@ -278,7 +284,8 @@ def measure(binary: str, target: Target, path: str, body: bytes, connections: in
 def run(args: argparse.Namespace) -> dict[str, Any]:
     binary = ensure_wrk()
     upstream_port, plain_port = free_port(), free_port()
-    policy = datapath_policy(upstream_port, args.filler_models, args.full_path)
+    policy = datapath_policy(upstream_port, args.filler_models, args.full_path,
+                             reply_cost=not args.no_reply_cost)
     headers = {"authorization": f"Bearer {BENCH_KEY}"} if args.full_path else {}
     print(f"LiteLLM, Portkey: skipped ({_others_reason()})", file=sys.stderr)
     runs: list[dict[str, Any]] = []

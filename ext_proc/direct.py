@@ -19,7 +19,6 @@ from datetime import UTC
 from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
-from google.protobuf import json_format
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
@@ -113,22 +112,24 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsa
     namespace = metadata.get(METADATA_NAMESPACE)
     if namespace is None or DIRECT_METADATA_KEY not in namespace.fields:
         return None
-    fields = json_format.MessageToDict(namespace)
-    direct: dict[str, str] = fields[DIRECT_METADATA_KEY]
-    api = client_api_for_path(str(fields.get(CLIENT_PATH_KEY, "")))
+    fields = namespace.fields
+    direct = {k: v.string_value for k, v in fields[DIRECT_METADATA_KEY].struct_value.fields.items()}
+    api = client_api_for_path(fields[CLIENT_PATH_KEY].string_value
+                              if CLIENT_PATH_KEY in fields else "")
     if api is None:
         return None
     status = entry.response.response_code.value
     outcome = _outcome(common.response_flags, status)
     if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
         status = 0  # Envoy's own answer, not the provider's
-    usage = _usage(api, metadata.get(REPLY_USAGE_NAMESPACE), status,
-                   str(fields.get(BODY_SIZE_KEY, "")), entry.response.response_body_bytes)
+    reply = metadata.get(REPLY_USAGE_NAMESPACE)
+    usage = _usage(api, {k: v.number_value for k, v in reply.fields.items()} if reply else {},
+                   status, _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
     provider = view.providers.get(direct["provider"])
     started = common.start_time.ToDatetime(tzinfo=UTC)
     cost = (price(view, provider, direct["model"], usage, started)
             if provider is not None else None)
-    requested = str(fields.get(MODEL_KEY, ""))
+    requested = _text(fields, MODEL_KEY)
     caller = Caller(direct.get("team", ""), direct.get("key_id", ""))
     record = UsageRecord(
         time=started, request_id=entry.request.request_id, team=caller.team,
@@ -141,10 +142,14 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsa
     return DirectUsage(record, caller, labels)
 
 
-def _usage(api: ClientApi, reply: Any, status: int, body_size: str,
+def _text(fields: Mapping[str, Any], key: str) -> str:
+    return fields[key].string_value if key in fields else ""
+
+
+def _usage(api: ClientApi, reply: Mapping[str, float], status: int, body_size: str,
            reply_bytes: int) -> TokenUsage:
-    if reply is not None and reply.fields:
-        return token_usage(_USAGE_READERS[api](_nested(json_format.MessageToDict(reply))))
+    if reply:
+        return token_usage(_USAGE_READERS[api](_nested(reply)))
     if not 200 <= status < 300:
         return TokenUsage()
     # Served, but the reply named no usage: estimated from the sizes, as the worker would.
@@ -153,7 +158,7 @@ def _usage(api: ClientApi, reply: Any, status: int, body_size: str,
     return estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
 
 
-def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+def _nested(dotted: Mapping[str, float]) -> dict[str, Any]:
     """{"a.b": 1.0} -> {"a": {"b": 1}}: the usage object as the reply wrote it (metadata
     holds every number as a double)."""
     nested: dict[str, Any] = {}
@@ -162,7 +167,7 @@ def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
         node = nested
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = int(value) if isinstance(value, float) and value.is_integer() else value
+        node[leaf] = int(value) if value.is_integer() else value
     return nested
 
 
