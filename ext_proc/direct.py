@@ -1,13 +1,14 @@
 """Requests Envoy forwards alone: no upstream worker call, metered from the access log.
 
 When the policy turns `gateway.reply_cost` off, admission looks at a request that has one
-target and does not stream: if the provider takes its body as it is (same API, the model
-named as the provider names it), admission sets the provider's path, host and credential on
-the request itself and marks it with DIRECT_HEADER, which makes every attempt skip the
-upstream ext_proc. Envoy reads the reply's usage (json_to_metadata) and hands it over, with
-what admission noted, in the access-log entry of the finished request; the usage record is
-built from that entry. One worker message per request instead of four; the price is that
-the reply carries no cost, since it has left before anyone priced it.
+target: if the provider takes its body as it is (same API, the model named as the provider
+names it, a stream that asks for its usage), admission sets the provider's path, host and
+credential on the request itself and marks it with DIRECT_HEADER, which makes every attempt
+skip the upstream ext_proc. Envoy reads the reply's usage (json_to_metadata, or
+sse_to_metadata for a stream) and hands it over, with what admission noted, in the
+access-log entry of the finished request; the usage record is built from that entry. One
+worker message per request instead of four; the price is that the reply carries no cost,
+since it has left before anyone priced it.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
     targets = view.models.get(model, ()) if isinstance(model, str) else ()
     size = str(metadata.get(BODY_SIZE_KEY, ""))
     # One target: every attempt goes to the same provider, so one rewrite serves them all.
-    # A stream's usage is read by the worker. The length is what the provider receives.
-    if (not view.direct_forwarding or api is None or len(targets) != 1
-            or metadata.get(STREAM_KEY) is True or not size.isdigit()):
+    # The length is what the provider receives.
+    if not view.direct_forwarding or api is None or len(targets) != 1 or not size.isdigit():
         return None
     target = targets[0]
     provider = view.providers.get(target.provider)
@@ -74,8 +74,9 @@ def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
     translator = factory(api, provider.backend(target.model))
     if not isinstance(translator, Passthrough):
         return None
+    # A stream that reports its usage only if asked must have been asked by the client.
     upstream = translator.unchanged(ClientRequest(
-        str(model), stream=False, include_usage=metadata.get(INCLUDE_USAGE_KEY) is True))
+        str(model), metadata.get(STREAM_KEY) is True, metadata.get(INCLUDE_USAGE_KEY) is True))
     if upstream is None:
         return None
     try:
@@ -131,12 +132,16 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsa
             if provider is not None else None)
     requested = _text(fields, MODEL_KEY)
     caller = Caller(direct.get("team", ""), direct.get("key_id", ""))
+    stream = STREAM_KEY in fields and fields[STREAM_KEY].bool_value
+    first_byte = common.time_to_first_upstream_rx_byte
     record = UsageRecord(
         time=started, request_id=entry.request.request_id, team=caller.team,
         key_id=caller.key_id, requested_model=requested, provider=direct["provider"],
         provider_model=direct["model"], usage=usage, cost_usd=cost, status=status,
         outcome=outcome, latency_s=common.time_to_last_downstream_tx_byte.ToTimedelta()
-        .total_seconds(), attempt=max(common.upstream_request_attempt_count, 1))
+        .total_seconds(), attempt=max(common.upstream_request_attempt_count, 1),
+        ttft_s=(first_byte.ToTimedelta().total_seconds()
+                if stream and common.HasField("time_to_first_upstream_rx_byte") else None))
     labels = AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
                            direct["provider"], requested, direct["model"], caller.team)
     return DirectUsage(record, caller, labels)

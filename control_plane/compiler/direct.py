@@ -45,15 +45,34 @@ def strip_internal_headers() -> dict[str, Any]:
             {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}})}
 
 
-def reply_usage() -> dict[str, Any]:
-    """The usage of a JSON reply forwarded alone, field by field into metadata that the
-    access log carries to the workers. Other replies skip it: the worker reads theirs."""
-    rules = [{"selectors": [{"key": "usage"}, *({"key": part} for part in field.split("."))],
-              "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
-                             "type": "NUMBER"}}
-             for field in REPLY_USAGE_FIELDS]
-    usage = {"name": "switchboard.reply_usage", "typed_config": any_of(
+def reply_usage() -> list[dict[str, Any]]:
+    """The usage of a reply forwarded alone, field by field into metadata that the access log
+    carries to the workers: from a JSON reply, or from a stream's events (the last event
+    naming a field wins: a stream's final usage). Other replies skip both: the worker reads
+    theirs."""
+    def rules(*within: str) -> list[dict[str, Any]]:
+        return [{"selectors": [{"key": key} for key in (*within, "usage", *field.split("."))],
+                 "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
+                                "type": "NUMBER"}}
+                for field in REPLY_USAGE_FIELDS]
+
+    json_reply = {"name": "switchboard.reply_usage", "typed_config": any_of(
         "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-        {"response_rules": {"rules": rules,
+        {"response_rules": {"rules": rules(),
                             "allow_content_types_regex": {"regex": "application/json.*"}}})}
-    return skip_filter(usage, direct=False)
+    # Newer than the Python protos this compiler has: described as a TypedStruct, which
+    # Envoy converts with its own descriptors.
+    stream = {"name": "switchboard.stream_usage", "typed_config": _typed_struct(
+        "envoy.extensions.filters.http.sse_to_metadata.v3.SseToMetadata",
+        {"response_rules": {"content_parser": {
+            "name": "envoy.content_parsers.json",
+            "typed_config": _typed_struct(
+                "envoy.extensions.content_parsers.json.v3.JsonContentParser",
+                # Anthropic's message_start nests its usage in the message.
+                {"rules": [{"rule": rule} for rule in rules() + rules("message")]})}}})}
+    return [skip_filter(json_reply, direct=False), skip_filter(stream, direct=False)]
+
+
+def _typed_struct(type_name: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": f"type.googleapis.com/{type_name}", "value": value}

@@ -141,7 +141,7 @@ def router_ext_proc(settings: GatewaySettings) -> dict[str, Any]:
 def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, Any]]:
     admission = [router_ext_proc(settings)] if admits(policy) else []
     if forwards_directly(policy):
-        admission.append(reply_usage())
+        admission.extend(reply_usage())
     return [
         # Before anything reads them: a client must never set our internal headers.
         _filter("envoy.filters.http.header_mutation",

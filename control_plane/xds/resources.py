@@ -38,6 +38,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import any_pb2, json_format, message
+from xds.type.v3 import typed_struct_pb2  # noqa: F401
 
 from protos.switchboard.v1 import processor_pb2
 

@@ -19,7 +19,13 @@ import pytest
 
 from control_plane.keys import create_key
 from tests.fakes.provider_server import ProviderServer
-from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN, OPENAI_STREAM
+from tests.integration.test_metering import (
+    ANTHROPIC_PLAIN,
+    ANTHROPIC_STREAM,
+    CHAT,
+    OPENAI_PLAIN,
+    OPENAI_STREAM,
+)
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record, wait_released
 from tests.support.ports import free_port
@@ -126,7 +132,7 @@ def test_an_anthropic_client_is_forwarded_alone_with_the_providers_headers(
     assert tokens_of(row) == (12 + 100 + 2048, 9, 2048, 100, 0)
 
 
-def test_a_renamed_model_or_a_stream_still_goes_through_the_worker(
+def test_a_renamed_model_still_goes_through_the_worker(
         oai: openai.OpenAI, gateway: Gateway, fake: ProviderServer) -> None:
     before = worker_messages(gateway)
     raw = oai.chat.completions.with_raw_response.create(
@@ -134,14 +140,47 @@ def test_a_renamed_model_or_a_stream_still_goes_through_the_worker(
     assert received(fake)["body"]["model"] == "gpt-4o-mini"
     assert Decimal(raw.headers["x-switchboard-cost-usd"]) == OPENAI_PLAIN
     assert worker_messages(gateway) - before == 4  # the body is read and rewritten
+
+
+def test_a_stream_that_asks_for_usage_is_forwarded_alone_and_metered_from_its_events(
+        oai: openai.OpenAI, gateway: Gateway) -> None:
     before = worker_messages(gateway)
     with oai.chat.completions.with_streaming_response.create(
             model="gpt-4o-mini", messages=CHAT, stream=True,  # type: ignore[arg-type]
             stream_options={"include_usage": True}) as response:
         usage = [chunk.usage for chunk in response.parse() if chunk.usage is not None]
         request_id = response.headers["x-request-id"]
-    assert worker_messages(gateway) > before
-    assert usage and usage[0].model_extra == {"cost": float(OPENAI_STREAM)}
+    assert worker_messages(gateway) == before
+    assert len(usage) == 1 and not usage[0].model_extra  # the provider's chunk, no cost added
+    row = usage_record(gateway.ledger_path, request_id)
+    assert cost_of(row) == OPENAI_STREAM and tokens_of(row) == (1100, 6, 1024, 0, 0)
+    assert row["ttft_s"] is not None and not row["estimated"]
+
+
+def test_an_anthropic_stream_sums_its_start_and_delta_usage(gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    before = worker_messages(gateway)
+    with client.messages.with_streaming_response.create(
+            model="claude-sonnet-4-5", max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": "Hello there"}]) as response:
+        events = [event.type for event in response.parse()]
+        request_id = response.headers["x-request-id"]
+    assert events[-1] == "message_stop"
+    assert worker_messages(gateway) == before
+    row = usage_record(gateway.ledger_path, request_id)
+    assert tokens_of(row) == (25 + 1024, 15, 1024, 0, 0)
+    assert cost_of(row) == ANTHROPIC_STREAM
+
+
+def test_a_stream_that_does_not_ask_for_usage_goes_through_the_worker(
+        oai: openai.OpenAI, gateway: Gateway) -> None:
+    before = worker_messages(gateway)
+    with oai.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=CHAT, stream=True) as response:  # type: ignore[arg-type]
+        chunks = list(response.parse())
+        request_id = response.headers["x-request-id"]
+    assert worker_messages(gateway) > before  # it asks for the usage and removes it again
+    assert all(chunk.usage is None for chunk in chunks)
     assert cost_of(usage_record(gateway.ledger_path, request_id)) == OPENAI_STREAM
 
 

@@ -67,13 +67,22 @@ def test_an_anthropic_request_keeps_its_schema_and_gets_the_version() -> None:
     ("renamed", {}),  # the body names another model than the provider's
     ("two", {}),  # attempts may go to different providers
     ("broken", {}),  # the attempt explains the missing credential
-    ("gpt-4o", {"stream": True, "include_usage": True}),  # a stream's usage is the worker's
+    ("gpt-4o", {"stream": True}),  # the usage chunk must be asked for, and removed again
     ("gpt-4o", {"body_size": ""}),  # no length known
     ("unknown", {}),
 ])
 def test_requests_the_worker_must_see_are_not_forwarded_alone(model: str,
                                                              extra: dict[str, Any]) -> None:
     assert direct_forward(VIEW, ClientApi.OPENAI_CHAT, CALLER, metadata(model, **extra)) is None
+
+
+def test_a_stream_that_asks_for_its_usage_is_forwarded_alone() -> None:
+    forward = direct_forward(VIEW, ClientApi.OPENAI_CHAT, CALLER,
+                             metadata("gpt-4o", stream=True, include_usage=True))
+    assert forward is not None and forward.set_headers[DIRECT_HEADER] == "1"
+    forward = direct_forward(VIEW, ClientApi.ANTHROPIC_MESSAGES, CALLER,
+                             metadata("claude-x", stream=True))  # Anthropic always reports it
+    assert forward is not None
 
 
 def test_nothing_is_forwarded_alone_unless_the_policy_says_so() -> None:
@@ -122,6 +131,15 @@ def test_the_record_comes_from_the_replys_usage_and_is_priced() -> None:
     assert record.latency_s == 0.25
     assert record.time == datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     assert direct.labels.operation == "chat" and direct.labels.provider_kind == "openai"
+    assert record.ttft_s is None  # not a stream
+
+
+def test_a_streams_record_has_its_time_to_first_byte() -> None:
+    log = entry(usage={"prompt_tokens": 10, "completion_tokens": 5})
+    log.common_properties.metadata.filter_metadata["switchboard"].update({"stream": True})
+    log.common_properties.time_to_first_upstream_rx_byte.FromMilliseconds(40)
+    direct = direct_usage(log, VIEW)
+    assert direct is not None and direct.record.ttft_s == 0.04
 
 
 def test_a_reply_without_usage_is_estimated_from_the_sizes() -> None:
