@@ -42,6 +42,7 @@ class Scenario:
     plain_path: str  # the fake upstream's path, reached through plain Envoy
     model: str  # what Switchboard's client asks for, on /v1/chat/completions
     stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage
 
 
 SCENARIOS = {
@@ -54,6 +55,9 @@ SCENARIOS = {
                            "bench-anthropic"),
     "stream": Scenario("stream", fakes.STREAM_BASE + "/chat/completions", "bench-stream",
                        stream=True),
+    # The client asks for the usage chunk itself: the stream can be forwarded unread.
+    "stream-usage": Scenario("stream-usage", fakes.STREAM_BASE + "/chat/completions",
+                             "bench-stream", stream=True, include_usage=True),
 }
 
 
@@ -301,7 +305,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in args.scenarios:
                 scenario = SCENARIOS[name]
                 paths = {"plain": scenario.plain_path, "switchboard": "/v1/chat/completions"}
-                body = fakes.chat_request(scenario.model, scenario.stream)
+                body = fakes.chat_request(scenario.model, scenario.stream,
+                                          scenario.include_usage)
                 for target in (plain, switchboard):
                     _probe(target, paths[target.name], body, scenario.stream)
                     wrk(binary, target, paths[target.name], body, 16, 2, work)  # warm-up
