@@ -29,7 +29,6 @@ from tests.integration.test_metering import (
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record, wait_released
 from tests.support.ports import free_port
-from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +57,6 @@ teams:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[ProviderServer]:
-    with running_provider(free_port()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, fake: ProviderServer) -> Iterator[Gateway]:
     policy = POLICY.format(port=fake.port, dead=free_port(), key=KEY_HASH)
     gateway = start_gateway(policy, tmp_path_factory.mktemp("direct"),
@@ -77,26 +70,18 @@ def oai(gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0, timeout=10)
 
 
-def worker_messages(gateway: Gateway) -> int:
-    """ext_proc messages Envoy sent to the workers from every provider cluster (attempts)."""
-    text = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/stats",
-                     params={"filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"},
-                     timeout=5).text
-    return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
-
-
 def received(fake: ProviderServer) -> dict[str, Any]:
     return fake.last
 
 
 def test_an_unchanged_request_skips_the_worker_and_is_metered_from_the_access_log(
         oai: openai.OpenAI, gateway: Gateway, fake: ProviderServer) -> None:
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     raw = oai.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
     assert raw.http_response.status_code == 200
     assert raw.parse().usage is not None
-    assert worker_messages(gateway) == before  # no attempt reached a worker
+    assert gateway.worker_messages() == before  # no attempt reached a worker
     sent = received(fake)
     assert sent["path"] == "/v1/chat/completions"
     assert sent["headers"]["authorization"] == "Bearer sk-provider"  # not the gateway key
@@ -118,12 +103,12 @@ def test_an_unchanged_request_skips_the_worker_and_is_metered_from_the_access_lo
 def test_an_anthropic_client_is_forwarded_alone_with_the_providers_headers(
         gateway: Gateway, fake: ProviderServer) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     raw = client.messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=64,
         messages=[{"role": "user", "content": "Hello there"}])
     assert raw.parse().usage.output_tokens == 9
-    assert worker_messages(gateway) == before
+    assert gateway.worker_messages() == before
     sent = received(fake)["headers"]
     assert sent["x-api-key"] == "sk-ant-provider" and sent["anthropic-version"]
     assert "authorization" not in sent
@@ -134,23 +119,23 @@ def test_an_anthropic_client_is_forwarded_alone_with_the_providers_headers(
 
 def test_a_renamed_model_still_goes_through_the_worker(
         oai: openai.OpenAI, gateway: Gateway, fake: ProviderServer) -> None:
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     raw = oai.chat.completions.with_raw_response.create(
         model="renamed", messages=CHAT)  # type: ignore[arg-type]
     assert received(fake)["body"]["model"] == "gpt-4o-mini"
     assert Decimal(raw.headers["x-switchboard-cost-usd"]) == OPENAI_PLAIN
-    assert worker_messages(gateway) - before == 4  # the body is read and rewritten
+    assert gateway.worker_messages() - before == 4  # the body is read and rewritten
 
 
 def test_a_stream_that_asks_for_usage_is_forwarded_alone_and_metered_from_its_events(
         oai: openai.OpenAI, gateway: Gateway) -> None:
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     with oai.chat.completions.with_streaming_response.create(
             model="gpt-4o-mini", messages=CHAT, stream=True,  # type: ignore[arg-type]
             stream_options={"include_usage": True}) as response:
         usage = [chunk.usage for chunk in response.parse() if chunk.usage is not None]
         request_id = response.headers["x-request-id"]
-    assert worker_messages(gateway) == before
+    assert gateway.worker_messages() == before
     assert len(usage) == 1 and not usage[0].model_extra  # the provider's chunk, no cost added
     row = usage_record(gateway.ledger_path, request_id)
     assert cost_of(row) == OPENAI_STREAM and tokens_of(row) == (1100, 6, 1024, 0, 0)
@@ -159,14 +144,14 @@ def test_a_stream_that_asks_for_usage_is_forwarded_alone_and_metered_from_its_ev
 
 def test_an_anthropic_stream_sums_its_start_and_delta_usage(gateway: Gateway) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     with client.messages.with_streaming_response.create(
             model="claude-sonnet-4-5", max_tokens=64, stream=True,
             messages=[{"role": "user", "content": "Hello there"}]) as response:
         events = [event.type for event in response.parse()]
         request_id = response.headers["x-request-id"]
     assert events[-1] == "message_stop"
-    assert worker_messages(gateway) == before
+    assert gateway.worker_messages() == before
     row = usage_record(gateway.ledger_path, request_id)
     assert tokens_of(row) == (25 + 1024, 15, 1024, 0, 0)
     assert cost_of(row) == ANTHROPIC_STREAM
@@ -174,24 +159,24 @@ def test_an_anthropic_stream_sums_its_start_and_delta_usage(gateway: Gateway) ->
 
 def test_a_stream_that_does_not_ask_for_usage_goes_through_the_worker(
         oai: openai.OpenAI, gateway: Gateway) -> None:
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     with oai.chat.completions.with_streaming_response.create(
             model="gpt-4o-mini", messages=CHAT, stream=True) as response:  # type: ignore[arg-type]
         chunks = list(response.parse())
         request_id = response.headers["x-request-id"]
-    assert worker_messages(gateway) > before  # it asks for the usage and removes it again
+    assert gateway.worker_messages() > before  # it asks for the usage and removes it again
     assert all(chunk.usage is None for chunk in chunks)
     assert cost_of(usage_record(gateway.ledger_path, request_id)) == OPENAI_STREAM
 
 
 def test_a_client_cannot_mark_its_own_request_as_forwarded_alone(
         gateway: Gateway, fake: ProviderServer) -> None:
-    before = worker_messages(gateway)
+    before = gateway.worker_messages()
     response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, json={
         "model": "renamed", "messages": CHAT}, headers={
         "authorization": f"Bearer {KEY}", "x-switchboard-direct": "1"})
     assert response.status_code == 200
-    assert worker_messages(gateway) - before == 4
+    assert gateway.worker_messages() - before == 4
     assert received(fake)["body"]["model"] == "gpt-4o-mini"
 
 

@@ -56,14 +56,6 @@ def gateway(fakes: tuple[FaultServer, FaultServer],
     gw.stop()
 
 
-def messages_sent(gateway: Gateway) -> int:
-    """ext_proc messages Envoy sent to the workers from every provider cluster (attempts)."""
-    text = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/stats",
-                     params={"filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"},
-                     timeout=5).text
-    return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
-
-
 def post(gateway: Gateway, path: str, body: bytes | Iterator[bytes],
          **headers: str) -> httpx.Response:
     response = httpx.post(gateway.url + path, content=body, timeout=10,
@@ -79,11 +71,11 @@ def last(fake: FaultServer) -> Request:
 def test_an_unchanged_body_reaches_the_provider_unread(
         gateway: Gateway, fakes: tuple[FaultServer, FaultServer]) -> None:
     primary, _ = fakes
-    before = messages_sent(gateway)
+    before = gateway.worker_messages()
     response = post(gateway, "/v1/chat/completions", ODD)
     assert response.status_code == 200, response.text
     # Request headers, response headers, response body: the request body never went.
-    assert messages_sent(gateway) - before == 3
+    assert gateway.worker_messages() - before == 3
     served = last(primary)
     assert served.raw == ODD
     assert served.headers["content-length"] == str(len(ODD))
@@ -96,10 +88,10 @@ def test_an_unchanged_body_reaches_the_provider_unread(
 def test_a_renamed_model_is_still_rewritten(
         gateway: Gateway, fakes: tuple[FaultServer, FaultServer]) -> None:
     primary, _ = fakes
-    before = messages_sent(gateway)
+    before = gateway.worker_messages()
     body = ODD.replace(b'"same"', b'"renamed"')
     assert post(gateway, "/v1/chat/completions", body).status_code == 200
-    assert messages_sent(gateway) - before == 4
+    assert gateway.worker_messages() - before == 4
     assert last(primary).body["model"] == "provider-name"
     assert last(primary).body["messages"] == orjson.loads(body)["messages"]
 
@@ -107,10 +99,10 @@ def test_a_renamed_model_is_still_rewritten(
 def test_a_chunked_body_is_forwarded_with_its_length(
         gateway: Gateway, fakes: tuple[FaultServer, FaultServer]) -> None:
     primary, _ = fakes
-    before = messages_sent(gateway)
+    before = gateway.worker_messages()
     response = post(gateway, "/v1/chat/completions", iter([ODD[:20], ODD[20:]]))
     assert response.status_code == 200, response.text
-    assert messages_sent(gateway) - before == 3
+    assert gateway.worker_messages() - before == 3
     assert last(primary).raw == ODD
     assert last(primary).headers["content-length"] == str(len(ODD))
 
@@ -153,12 +145,12 @@ def test_after_a_translated_attempt_the_next_gets_the_clients_body_and_length(
 def test_an_anthropic_client_to_anthropic_is_forwarded_unread(
         gateway: Gateway, fakes: tuple[FaultServer, FaultServer]) -> None:
     _, claude = fakes
-    before = messages_sent(gateway)
+    before = gateway.worker_messages()
     message = anthropic.Anthropic(base_url=gateway.url, api_key="k", max_retries=0).messages
     reply = message.create(model="claude-same", max_tokens=16,
                            messages=[{"role": "user", "content": "hello"}])
     assert reply.content
-    assert messages_sent(gateway) - before == 3
+    assert gateway.worker_messages() - before == 3
     served = last(claude)
     assert served.headers["x-api-key"] == "claude-key"
     assert served.body["model"] == "claude-same"

@@ -22,8 +22,6 @@ from control_plane.keys import create_key
 from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import burst, cost_of, poll, query, usage_record, wait_released
-from tests.support.ports import free_port
-from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +66,6 @@ budgets:
   heads-up-gpt: {{limit_usd: 0.000001, period: day, match: {{model: gpt-warned}},
                  on_exceed: warn}}
 """
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[ProviderServer]:
-    with running_provider(free_port()) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

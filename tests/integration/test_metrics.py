@@ -20,9 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from control_plane.keys import create_key
 from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.ports import free_port
 from tests.support.processes import worker_pids
-from tests.support.provider import running_provider
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +53,6 @@ GPT = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai",
        "gen_ai_request_model": "gpt", "gen_ai_response_model": "gpt-4o-mini",
        "switchboard_provider": "oai", "team": "search"}
 MAX_REQUESTS = 20
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[ProviderServer]:
-    with running_provider(free_port()) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

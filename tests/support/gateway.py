@@ -27,6 +27,13 @@ class Gateway:
     log_path: Path
     ext_proc_health_port: int
 
+    def worker_messages(self) -> int:
+        """ext_proc messages Envoy sent to the workers from every provider cluster: the
+        attempts' calls (Envoy's own statistics)."""
+        text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/stats", timeout=5, params={
+            "filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"}).text
+        return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
