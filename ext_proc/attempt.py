@@ -21,21 +21,16 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from ext_proc.access import Caller
 from ext_proc.contract import (
     ATTEMPT_COUNT_HEADER,
-    BODY_SIZE_KEY,
     BUDGET_WARNING_HEADER,
     CLIENT_PATH_HEADER,
     COST_HEADER,
-    DOWNGRADED_FROM_KEY,
-    INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
-    MODEL_KEY,
     PROVIDER_HEADER,
     REQUESTED_MODEL_HEADER,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
-    STREAM_KEY,
     TARGET_MODEL_HEADER,
     TEAM_HEADER,
     ClientApi,
@@ -58,6 +53,7 @@ from ext_proc.translators.base import (
     Translator,
     UpstreamRequest,
     Usage,
+    body_size,
 )
 from ext_proc.translators.common import is_event_stream, provider_events
 from ext_proc.translators.registry import translator_factory
@@ -171,17 +167,12 @@ class Attempt:
         if namespace is None or not isinstance(self._translator, Passthrough):
             return None
         metadata = dict(namespace.items())
-        size = str(metadata.get(BODY_SIZE_KEY, ""))
-        if not size.isdigit():  # no length known: restoring it needs the body
+        size = body_size(metadata)
+        client = ClientRequest.of_metadata(metadata)
+        upstream = self._translator.unchanged(client) if size is not None else None
+        if size is None or upstream is None:
             return None
-        model = metadata.get(DOWNGRADED_FROM_KEY) or metadata.get(MODEL_KEY)
-        client = ClientRequest(model if isinstance(model, str) else "",
-                               metadata.get(STREAM_KEY) is True,
-                               metadata.get(INCLUDE_USAGE_KEY) is True)
-        upstream = self._translator.unchanged(client)
-        if upstream is None:
-            return None
-        self._request_size = int(size)
+        self._request_size = size
         self._stream_cost = stream_cost(self._api, client)
         return self._rewrite(upstream, None, self._request_size)
 

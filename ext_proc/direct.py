@@ -27,7 +27,6 @@ from ext_proc.contract import (
     CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
-    INCLUDE_USAGE_KEY,
     METADATA_NAMESPACE,
     MODEL_KEY,
     REPLY_USAGE_NAMESPACE,
@@ -41,7 +40,7 @@ from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.outgoing import DROPPED_HEADERS, provider_headers
-from ext_proc.translators.base import ClientRequest, Passthrough, Usage
+from ext_proc.translators.base import ClientRequest, Passthrough, Usage, body_size
 from ext_proc.translators.common import usage_from_anthropic, usage_from_openai
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView
@@ -59,12 +58,14 @@ class DirectForward:
 def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
                    metadata: Mapping[str, Any]) -> DirectForward | None:
     """The rewrite of a request Envoy can forward without the upstream worker, or None."""
-    model = metadata.get(MODEL_KEY)
-    targets = view.models.get(model, ()) if isinstance(model, str) else ()
-    size = str(metadata.get(BODY_SIZE_KEY, ""))
+    if not view.direct_forwarding or api is None:
+        return None
+    client = ClientRequest.of_metadata(metadata)
+    targets = view.models.get(client.model, ())
+    size = body_size(metadata)
     # One target: every attempt goes to the same provider, so one rewrite serves them all.
     # The length is what the provider receives.
-    if not view.direct_forwarding or api is None or len(targets) != 1 or not size.isdigit():
+    if len(targets) != 1 or size is None:
         return None
     target = targets[0]
     provider = view.providers.get(target.provider)
@@ -75,12 +76,11 @@ def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
     if not isinstance(translator, Passthrough):
         return None
     # A stream that reports its usage only if asked must have been asked by the client.
-    upstream = translator.unchanged(ClientRequest(
-        str(model), metadata.get(STREAM_KEY) is True, metadata.get(INCLUDE_USAGE_KEY) is True))
+    upstream = translator.unchanged(client)
     if upstream is None:
         return None
     try:
-        headers = provider_headers(provider, upstream, int(size), None)
+        headers = provider_headers(provider, upstream, size, None)
     except CredentialUnavailable:
         return None
     headers[DIRECT_HEADER] = "1"

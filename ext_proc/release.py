@@ -54,10 +54,11 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                 if namespace is None:
                     continue
                 attempts = entry.common_properties.upstream_request_attempt_count
-                if (direct := direct_usage(entry, self._view())) is not None:
+                view = self._view()
+                if (direct := direct_usage(entry, view)) is not None:
                     # Written before the release (same ledger thread, in order); one record
                     # covers the request, however many attempts Envoy made.
-                    self._meter.submit(self._view(), direct.record, direct.caller,
+                    self._meter.submit(view, direct.record, direct.caller,
                                        {direct.record.provider}, direct.labels)
                     attempts = 1
                 if RESERVATION_METADATA_KEY not in namespace.fields:

@@ -13,6 +13,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2
 from google.protobuf import json_format
 
+from control_plane.compiler.direct import forwards_directly
 from control_plane.compiler.endpoints import TLS_MATCH_KEY, Address, provider_address, tls_match
 from control_plane.compiler.placement import ClusterSpec
 from control_plane.compiler.settings import GatewaySettings
@@ -25,7 +26,7 @@ from ext_proc.contract import METADATA_NAMESPACE
 # In percent: even one healthy target in 1000 keeps all of a priority's traffic.
 _NEVER_SPILL = 100_000
 
-_TemplateKey = tuple[bool, bool, OutlierDetection, CircuitBreakers]
+_TemplateKey = tuple[bool, OutlierDetection, CircuitBreakers]
 
 
 class ClusterBuilder:
@@ -59,12 +60,12 @@ class ClusterBuilder:
         return cluster
 
     def _template(self, spec: ClusterSpec) -> cluster_pb2.Cluster:
-        key = (spec.shared, not self._policy.gateway.reply_cost, spec.outlier_detection,
-               spec.circuit_breakers)
+        key = (spec.shared, spec.outlier_detection, spec.circuit_breakers)
         template = self._templates.get(key)
         if template is None:
             template = self._templates[key] = json_format.ParseDict(
-                cluster_template(self._settings, *key), cluster_pb2.Cluster())
+                cluster_template(self._settings, forwards_directly(self._policy), *key),
+                cluster_pb2.Cluster())
         return template
 
     def _tls_match(self, host: str) -> cluster_pb2.Cluster.TransportSocketMatch:
@@ -75,7 +76,7 @@ class ClusterBuilder:
         return match
 
 
-def cluster_template(settings: GatewaySettings, shared: bool, direct: bool,
+def cluster_template(settings: GatewaySettings, direct: bool, shared: bool,
                      outlier_detection: OutlierDetection,
                      circuit_breakers: CircuitBreakers) -> dict[str, Any]:
     """Everything of a cluster but its name, endpoints, address type and TLS hosts."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     DIRECT_HEADER,
@@ -13,6 +14,12 @@ from ext_proc.contract import (
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
 )
+
+
+def forwards_directly(policy: Policy) -> bool:
+    """Whether admission may hand requests to Envoy to forward alone."""
+    return not policy.gateway.reply_cost
+
 
 _SKIP = {"name": "skip", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}

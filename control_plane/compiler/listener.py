@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.compiler.direct import reply_usage
+from control_plane.compiler.direct import forwards_directly, reply_usage
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
@@ -83,10 +83,6 @@ def admits(policy: Policy) -> bool:
     check (keys, budgets, rate limits), so an open gateway pays nothing for it, or when it
     may hand requests to Envoy to forward alone (that saves the attempts' calls)."""
     return bool(policy.teams or policy.budgets) or forwards_directly(policy)
-
-
-def forwards_directly(policy: Policy) -> bool:
-    return not policy.gateway.reply_cost
 
 
 def reservation_log() -> dict[str, Any]:

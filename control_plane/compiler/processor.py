@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from control_plane.compiler.direct import forwards_directly
 from control_plane.policy import Policy
 from control_plane.policy.models import (
     AnthropicProvider,
@@ -88,7 +89,7 @@ def _sections(policy: Policy) -> dict[str, Any]:
     state = {"backend": policy.state.backend, "path": policy.state.path or "",
              "url_ref": policy.state.url or ""}
     return {"providers": providers, "teams": teams, "budgets": budgets, "prices": prices,
-            "state": state, "direct_forwarding": not policy.gateway.reply_cost}
+            "state": state, "direct_forwarding": forwards_directly(policy)}
 
 
 def _rate_limit(field: str, limit: RateLimit | None) -> dict[str, Any]:

@@ -110,4 +110,3 @@ def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
         {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
             "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})},
     ]
-

@@ -251,10 +251,10 @@ class Gateway(Strict):
     max_request_bytes: ByteSize = 16 * 1024 * 1024
     reply_cost: bool = Field(default=True, description=(
         "Put each request's cost in its reply (x-switchboard-cost-usd; usage.cost in a "
-        "stream's usage event). Off, a non-streamed request that its one provider takes as "
-        "it is (same API, the provider's model name) is forwarded by Envoy alone after "
-        "admission and metered from Envoy's access log: faster, with the cost only in the "
-        "usage records and metrics."))
+        "stream's usage event). Off, a request that its one provider takes as it is (same "
+        "API, the provider's model name, a stream that asks for its usage) is forwarded by "
+        "Envoy alone after admission and metered from Envoy's access log: faster, with the "
+        "cost only in the usage records and metrics."))
 
 
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")

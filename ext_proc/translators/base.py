@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ext_proc.contract import ClientApi
+from ext_proc.contract import (
+    BODY_SIZE_KEY,
+    DOWNGRADED_FROM_KEY,
+    INCLUDE_USAGE_KEY,
+    MODEL_KEY,
+    STREAM_KEY,
+    ClientApi,
+)
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,26 @@ class ClientRequest:
     include_usage: bool = False  # OpenAI: stream_options.include_usage
 
     @classmethod
+    def of_metadata(cls, metadata: Mapping[str, Any]) -> ClientRequest:
+        """From what Envoy read before routing; a downgraded body still names the model the
+        client asked for."""
+        model = metadata.get(DOWNGRADED_FROM_KEY) or metadata.get(MODEL_KEY)
+        return cls(model if isinstance(model, str) else "", metadata.get(STREAM_KEY) is True,
+                   metadata.get(INCLUDE_USAGE_KEY) is True)
+
+    @classmethod
     def of_body(cls, body: Mapping[str, Any]) -> ClientRequest:
         options = body.get("stream_options")
         model = body.get("model")
         return cls(model if isinstance(model, str) else "", body.get("stream") is True,
                    isinstance(options, dict) and options.get("include_usage") is True)
+
+
+def body_size(metadata: Mapping[str, Any]) -> int | None:
+    """The client body's length as Envoy recorded it, None when unknown (then only reading
+    the body can restore it)."""
+    size = str(metadata.get(BODY_SIZE_KEY, ""))
+    return int(size) if size.isdigit() else None
 
 
 @dataclass(frozen=True)
