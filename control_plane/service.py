@@ -12,6 +12,7 @@ import grpc
 import structlog
 
 from control_plane.compiler import GatewaySettings, compile_policy
+from control_plane.compiler.compile import with_budget_headroom
 from control_plane.policy import Policy, PolicyError, load_documents
 from control_plane.shared_state import check_redis_url_ref, with_shared_state
 from control_plane.xds.cache import SnapshotCache
@@ -53,6 +54,7 @@ class ControlPlane:
         self.status = PolicyStatus()
         self.ready = asyncio.Event()
         self.policy: Policy | None = None
+        self.budget_headroom: frozenset[str] = frozenset()
 
     def apply(self, docs: Mapping[str, str]) -> bool:
         """Validate and serve `docs`; on any error keep serving the previous policy."""
@@ -67,6 +69,7 @@ class ControlPlane:
                           live_version=self.status.version or None)
             return False
         self.policy = policy
+        self.budget_headroom = frozenset()  # until read again for this policy
         if self.cache.set(snapshot):
             self.status.version = snapshot.version
             self.status.applied_at = time.time()
@@ -74,6 +77,19 @@ class ControlPlane:
             log.info("policy applied", version=snapshot.version, files=sorted(docs))
         self.ready.set()
         return True
+
+    def set_budget_headroom(self, policy: Policy, names: frozenset[str]) -> None:
+        """The budgets read with headroom (budget_watch.py), whose requests Envoy's own
+        admission may take; ignored when read under an older policy."""
+        snapshot = self.cache.snapshot
+        if policy is not self.policy or names == self.budget_headroom or snapshot is None:
+            return
+        self.budget_headroom = names
+        snapshot = with_budget_headroom(snapshot, self.gateway, names)
+        if self.cache.set(snapshot):
+            self.status.version = snapshot.version
+            log.info("budget headroom changed", version=snapshot.version,
+                     with_headroom=sorted(names))
 
     async def follow(self, source: PolicySource) -> None:
         async for docs in source.changes():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from control_plane.bootstrap import BootstrapSettings
+from control_plane.budget_watch import BudgetWatch
 from control_plane.compiler import GatewaySettings
 from control_plane.envoy_process import Drain, start_envoy
 from control_plane.health import serve_health
@@ -59,6 +60,7 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     ledgers = open_ledgers()
     housekeeper = Housekeeper(lambda: control_plane.policy, ledgers)
     housekeeping = asyncio.create_task(housekeeper.run())
+    budget_watch = asyncio.create_task(BudgetWatch(control_plane, ledgers).run())
     admin = await serve_admin(control_plane, "127.0.0.1", settings.admin_port,
                               ledgers=ledgers, housekeeper=housekeeper)
     pool = WorkerPool(PoolSettings(
@@ -94,6 +96,7 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     if follow is not None:
         follow.cancel()
     housekeeping.cancel()
+    budget_watch.cancel()
     admin.should_exit = True
     await xds.stop(1)
     await ledgers.close()
@@ -121,11 +124,14 @@ async def run_control_plane(gateway: GatewaySettings, args: argparse.Namespace) 
         local_sqlite=control_plane.local_sqlite,
         interval=timedelta(seconds=args.housekeeping_interval_s))
     housekeeping = asyncio.create_task(housekeeper.run())
+    # Every replica: each pushes the lane to its own Envoys.
+    budget_watch = asyncio.create_task(BudgetWatch(control_plane, ledgers).run())
     xds = await control_plane.serve_xds(args.listen_host, args.xds_port)
     admin = await serve_admin(control_plane, args.listen_host, args.admin_port,
                               ledgers=ledgers, housekeeper=housekeeper)
     await wait_first(stop.wait(), *tasks)
     housekeeping.cancel()
+    budget_watch.cancel()
     # wait_first cancelled the others; let the elector release the Lease before exiting, so a
     # follower takes over within one retry period instead of a whole lease duration.
     await asyncio.wait([*tasks, housekeeping], timeout=5)

@@ -95,7 +95,7 @@ def _limit(limit: processor_pb2.RateLimit) -> tuple[int | None, int | None]:
     return (limit.requests_per_minute or None, limit.tokens_per_minute or None)
 
 
-def _budget(name: str, budget: processor_pb2.Budget) -> ScopedBudget:
+def scoped_budget(name: str, budget: processor_pb2.Budget) -> ScopedBudget:
     match = budget.match
     parts = {k: v for k, v in (("team", match.team), ("key", match.key),
                                ("model", match.model), ("provider", match.provider)) if v}
@@ -129,7 +129,7 @@ def build_access(config: processor_pb2.ProcessorConfig) -> AccessView:
             else None)
         for key in team.key_hashes:
             teams[key] = access
-    budgets = tuple(_budget(name, budget) for name, budget in sorted(config.budgets.items()))
+    budgets = tuple(scoped_budget(name, budget) for name, budget in sorted(config.budgets.items()))
     prices = PriceTable.with_genai_prices(
         {key: _price(price) for key, price in config.prices.items()})
     return AccessView(MappingProxyType(teams), budgets, prices)

@@ -39,15 +39,9 @@ class CredentialUnavailable(Exception):
 Credential = Callable[["ProviderView", Outgoing], Mapping[str, str]]
 
 
-def _bearer(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
-    if provider.api_key is None:
-        return {}
-    return {"authorization": f"Bearer {provider.api_key.reveal()}"}
-
-
-def _key_header(name: str) -> Credential:
+def _key_header(name: str, prefix: str) -> Credential:
     def headers(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
-        return {} if provider.api_key is None else {name: provider.api_key.reveal()}
+        return {} if provider.api_key is None else {name: prefix + provider.api_key.reveal()}
     return headers
 
 
@@ -73,11 +67,16 @@ def _sigv4(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
 
 
 # anthropic-version is not a credential: the translator sets it from the provider's options.
+# The kinds whose credential is their API key in a header: (header, prefix before the key).
+# Envoy's own admission (control_plane/compiler/lane.py) sets these too.
+KEY_HEADERS: Mapping[str, tuple[str, str]] = {
+    "openai": ("authorization", "Bearer "),
+    "anthropic": ("x-api-key", ""),
+    "azure-openai": ("api-key", ""),
+    "gemini": ("x-goog-api-key", ""),
+}
 CREDENTIALS: dict[str, Credential] = {
-    "openai": _bearer,
-    "anthropic": _key_header("x-api-key"),
-    "azure-openai": _key_header("api-key"),
-    "gemini": _key_header("x-goog-api-key"),
+    **{kind: _key_header(*header) for kind, header in KEY_HEADERS.items()},
     "vertex": _service_account,
     "bedrock": _sigv4,
 }

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # Never forwarded as the client sent them: its gateway key, and its accept-encoding (the
 # reply is read for its usage, so it must come uncompressed).
 DROPPED_HEADERS = CREDENTIAL_HEADERS | {"accept-encoding"}
+JSON_CONTENT_TYPE = "application/json"
 
 
 def provider_headers(provider: ProviderView, upstream: UpstreamRequest, length: int,
@@ -24,7 +25,7 @@ def provider_headers(provider: ProviderView, upstream: UpstreamRequest, length: 
         ":path": upstream.path,
         ":authority": provider.authority,
         "content-length": str(length),
-        "content-type": "application/json",
+        "content-type": JSON_CONTENT_TYPE,
         **upstream.headers,
     }
     headers.update(credential_headers(provider, Outgoing(

@@ -20,6 +20,10 @@ from protos.switchboard.v1 import processor_pb2
 log = structlog.get_logger("view")
 
 
+def provider_authority(kind: str, base_url: str) -> str:
+    return MOCK_AUTHORITY if kind == "mock" else urlsplit(base_url).netloc
+
+
 @dataclass(frozen=True)
 class ProviderView:
     name: str
@@ -39,7 +43,7 @@ class ProviderView:
     @cached_property
     def authority(self) -> str:
         """The Host of this provider's requests, worked out once per policy version."""
-        return MOCK_AUTHORITY if self.kind == "mock" else urlsplit(self.base_url).netloc
+        return provider_authority(self.kind, self.base_url)
 
     @cached_property
     def scheme(self) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.compiler.direct import forwards_directly, reply_usage
+from control_plane.compiler.direct import forwards_directly, reply_usage, skip_filter
+from control_plane.compiler.lane import admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
@@ -136,6 +137,9 @@ def router_ext_proc(settings: GatewaySettings) -> dict[str, Any]:
 
 def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, Any]]:
     admission = [router_ext_proc(settings)] if admits(policy) else []
+    if admits_in_envoy(policy):
+        # The lane admits what it can; the worker admits the rest.
+        admission = [lane_filter(), skip_filter(admission[0], direct=True)]
     if forwards_directly(policy):
         admission.extend(reply_usage())
     return [

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+from ext_proc.secrets import DEFAULT_SECRETS_DIR
 
 EXT_PROC_CLUSTER = "switchboard_ext_proc"
 XDS_CLUSTER = "switchboard_xds"
@@ -21,6 +24,9 @@ class GatewaySettings:
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     # How long Envoy waits for one ext_proc reply. Queueing under load counts, so not 200ms.
     ext_proc_message_timeout_s: float = 5.0
+    # Where `secret:` credential references point, for Envoy's own admission as for workers.
+    secrets_dir: str = field(default_factory=lambda: os.environ.get(
+        "SWITCHBOARD_SECRETS_DIR", DEFAULT_SECRETS_DIR))
 
     @property
     def loopback_host(self) -> str:

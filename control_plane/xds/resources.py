@@ -11,6 +11,7 @@ from typing import Any
 
 # Imported for their side effect: registering the message types that "@type" names refer to.
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import extension_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2  # noqa: F401
@@ -25,6 +26,7 @@ from envoy.extensions.filters.http.header_to_metadata.v3 import (  # noqa: F401
     header_to_metadata_pb2,
 )
 from envoy.extensions.filters.http.json_to_metadata.v3 import json_to_metadata_pb2  # noqa: F401
+from envoy.extensions.filters.http.lua.v3 import lua_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.http.upstream_codec.v3 import upstream_codec_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
@@ -46,17 +48,21 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 PROCESSOR = "type.googleapis.com/switchboard.v1.ProcessorConfig"
+# A filter's configuration delivered on its own (ECDS): it changes without touching the listener.
+EXTENSION = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 
 MESSAGE_TYPES: dict[str, type[message.Message]] = {
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
     CLUSTER: cluster_pb2.Cluster,
     PROCESSOR: processor_pb2.ProcessorConfig,
+    EXTENSION: extension_pb2.TypedExtensionConfig,
 }
 
-# The order in which a new snapshot is sent: clusters before the listeners and routes that
-# use them, and the processors' view before Envoy can send them traffic that needs it.
-PUSH_ORDER = (PROCESSOR, CLUSTER, LISTENER, ROUTE)
+# The order in which a new snapshot is sent: clusters and filter configurations before the
+# listeners and routes that use them, and the processors' view before Envoy can send them
+# traffic that needs it.
+PUSH_ORDER = (PROCESSOR, CLUSTER, EXTENSION, LISTENER, ROUTE)
 
 
 def typed(type_url: str, body: dict[str, Any]) -> message.Message:

@@ -34,6 +34,12 @@ class Gateway:
             "filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"}).text
         return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
 
+    def admission_messages(self) -> int:
+        """ext_proc messages Envoy sent to the workers' admission (the router-level call)."""
+        text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/stats", timeout=5, params={
+            "filter": r"^http\.switchboard\.ext_proc\.stream_msgs_sent$"}).text
+        return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -1,0 +1,165 @@
+"""Admission in Envoy (`gateway.admission: envoy`): a Lua filter, delivered on its own
+(ECDS), that admits the requests a worker would forward alone with no worker call at all.
+
+The lane holds the policy's gateway-key hashes and teams, the requests each model's one
+provider takes as they are (from the same translators the workers use), and the budgets close
+to their limit, which the control plane re-reads every second (control_plane/budget_watch.py).
+A request the lane does not admit goes on to the worker's admission unchanged, so every
+refusal, reservation and downgrade stays the worker's, exactly as without the lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Any
+
+from control_plane.policy import Policy
+from control_plane.xds.resources import any_of
+from ext_proc.contract import ClientApi
+from ext_proc.credentials import KEY_HEADERS
+from ext_proc.outgoing import DROPPED_HEADERS, JSON_CONTENT_TYPE
+from ext_proc.translators.base import Backend, ClientRequest, Passthrough
+from ext_proc.translators.registry import translator_factory
+from ext_proc.view import provider_authority
+from protos.switchboard.v1 import processor_pb2
+
+LANE_FILTER_NAME = "switchboard.lane"
+LUA = "envoy.extensions.filters.http.lua.v3.Lua"
+
+
+def admits_in_envoy(policy: Policy) -> bool:
+    return policy.gateway.admission == "envoy"
+
+
+def lane_filter() -> dict[str, Any]:
+    """The listener's reference to the lane; the filter itself comes as its own resource."""
+    return {"name": LANE_FILTER_NAME, "config_discovery": {
+        "config_source": {"ads": {}, "resource_api_version": "V3"},
+        "type_urls": [f"type.googleapis.com/{LUA}"]}}
+
+
+def lane_extension(config: processor_pb2.ProcessorConfig, watched: Collection[str],
+                   secrets_dir: str) -> dict[str, Any]:
+    """The lane as an ECDS resource (TypedExtensionConfig). `watched`: the budgets a worker
+    must check for every request."""
+    source = "\n".join((
+        f"local LANE = {to_lua(lane_tables(config, watched, secrets_dir))}",
+        _script("sha256.lua"), _script("lane.lua")))
+    # The route stays the model's: rewriting :path for the provider must not re-route.
+    return {"name": LANE_FILTER_NAME, "typed_config": any_of(
+        LUA, {"default_source_code": {"inline_string": source}, "stat_prefix": "lane",
+              "clear_route_cache": False})}
+
+
+@dataclass(frozen=True)
+class LaneRoute:
+    """How a model's one provider takes a request of one client API as it is."""
+
+    provider: str
+    model: str
+    path: str
+    authority: str
+    headers: Mapping[str, str]
+    streams: bool  # a stream goes as it is even when it did not ask for its usage
+
+    def as_lua(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": self.model, "path": self.path,
+                "authority": self.authority, "headers": dict(self.headers),
+                "streams": self.streams}
+
+
+def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
+    """By "<client API path> <model>": what ext_proc/direct.py decides per request, decided
+    once per policy for every model with one target."""
+    routes = {}
+    for name, model in config.models.items():
+        if len(model.targets) != 1:
+            continue
+        target = model.targets[0]
+        provider = config.providers[target.provider]
+        if provider.credential_refs or (provider.api_key_ref
+                                        and provider.kind not in KEY_HEADERS):
+            continue  # signed or token credentials: only a worker can make them
+        backend = Backend(target.provider, provider.kind, provider.base_url, target.model,
+                          dict(provider.options))
+        for api in ClientApi:
+            route = _route(api, name, backend)
+            if route is not None:
+                routes[f"{api.path} {name}"] = route
+    return routes
+
+
+def _route(api: ClientApi, model: str, backend: Backend) -> LaneRoute | None:
+    factory = translator_factory(api, backend.kind)
+    translator = factory(api, backend) if factory is not None else None
+    if not isinstance(translator, Passthrough):
+        return None
+    upstream = translator.unchanged(ClientRequest(model))
+    if upstream is None:
+        return None
+    streams = translator.unchanged(ClientRequest(model, stream=True)) is not None
+    return LaneRoute(backend.provider, backend.model, upstream.path,
+                     provider_authority(backend.kind, backend.base_url),
+                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams)
+
+
+def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
+                secrets_dir: str) -> dict[str, Any]:
+    keys = {digest.removeprefix("sha256:"): name
+            for name, team in config.teams.items() for digest in team.key_hashes}
+    teams = {name: {"rate_limited": team.HasField("rate_limit")
+                    or team.HasField("key_rate_limit"),
+                    "models": False if team.all_models else dict.fromkeys(team.models, True)}
+             for name, team in config.teams.items()}
+    budgets = [{"team": b.match.team, "key": b.match.key, "model": b.match.model,
+                "provider": b.match.provider}
+               for name, b in sorted(config.budgets.items()) if name in watched]
+    return {
+        "takes_keys": bool(keys), "keys": keys, "teams": teams,
+        "routes": {key: route.as_lua() for key, route in lane_routes(config).items()},
+        "credentials": {name: _credential(p, secrets_dir)
+                        for name, p in config.providers.items()
+                        if p.api_key_ref and p.kind in KEY_HEADERS},
+        "watched": budgets,
+        "dropped_headers": sorted(DROPPED_HEADERS),
+    }
+
+
+def _credential(provider: processor_pb2.Provider, secrets_dir: str) -> dict[str, str]:
+    """Where Envoy reads a provider's key: the reference the workers resolve (secrets.py)."""
+    header, prefix = KEY_HEADERS[provider.kind]
+    source, _, name = provider.api_key_ref.partition(":")
+    where = ({"env": name} if source == "env"
+             else {"file": name if source == "file" else str(PurePosixPath(secrets_dir, name))})
+    return {"header": header, "prefix": prefix, **where}
+
+
+def _script(name: str) -> str:
+    return resources.files("control_plane.compiler").joinpath("lua", name).read_text()
+
+
+def to_lua(value: Any) -> str:
+    """A Lua expression for plain data: tables, strings, numbers, booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _lua_string(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"[{_lua_string(str(k))}]={to_lua(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(to_lua(v) for v in value) + "}"
+    raise TypeError(f"no Lua form for {type(value).__name__}")
+
+
+def _lua_string(text: str) -> str:
+    """Every byte outside printable ASCII, and the quote and backslash, as a decimal escape:
+    any model name or path reads back exactly."""
+    escaped = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}"
+                      for b in text.encode())
+    return f'"{escaped}"'

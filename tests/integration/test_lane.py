@@ -1,0 +1,193 @@
+"""`gateway.admission: envoy`: Envoy admits a request it can forward alone with no worker call
+at all (control_plane/compiler/lane.py), and leaves every other request to the worker's exact
+admission: unknown keys, teams with rate limits or model lists that exclude the model,
+providers whose credential Envoy cannot read, and budgets close to their limit.
+
+Counted with Envoy's own ext_proc statistics (admission and attempts); usage and costs
+checked against the recorded fixtures' usage, priced by hand as in test_metering.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from control_plane.keys import create_key
+from tests.fakes.provider_server import ProviderServer
+from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.metering import cost_of, tokens_of, usage_record
+
+pytestmark = pytest.mark.integration
+
+KEY, KEY_HASH = create_key("search")
+TIGHT_KEY, TIGHT_HASH = create_key("tight")
+LIMITED_KEY, LIMITED_HASH = create_key("limited")
+NARROW_KEY, NARROW_HASH = create_key("narrow")
+# Two OPENAI_PLAIN requests leave less than half of it: the third is the worker's to decide.
+TIGHT_LIMIT = "0.004"
+
+POLICY = """
+gateway: {{reply_cost: false, admission: envoy, budget_headroom: 0.5}}
+providers:
+  oai: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:OAI_KEY}}
+  claude: {{kind: anthropic, base_url: "http://127.0.0.1:{port}", api_key: "file:{key_file}"}}
+  keyless: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:UNSET_KEY}}
+models:
+  gpt-4o-mini: {{targets: [{{provider: oai}}]}}
+  claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
+  gpt-4.1: {{targets: [{{provider: keyless}}]}}
+prices:
+  oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
+  claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
+                             cached_read_per_mtok: 0.3, cache_write_per_mtok: 3.75}}
+teams:
+  search:
+    keys: [{key}]
+    budget: {{limit_usd: 100, period: day}}
+  tight:
+    keys: [{tight}]
+    budget: {{limit_usd: {tight_limit}, period: day}}
+  limited:
+    keys: [{limited}]
+    rate_limit: {{requests_per_minute: 1000}}
+  narrow:
+    keys: [{narrow}]
+    models: [claude-sonnet-4-5]
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake: ProviderServer) -> Iterator[Gateway]:
+    work = tmp_path_factory.mktemp("lane")
+    key_file = work / "claude.key"
+    key_file.write_text("sk-ant-provider\n")  # read as the workers read it: stripped
+    policy = POLICY.format(port=fake.port, key_file=key_file, key=KEY_HASH, tight=TIGHT_HASH,
+                           limited=LIMITED_HASH, narrow=NARROW_HASH, tight_limit=TIGHT_LIMIT)
+    gateway = start_gateway(policy, work, env={"OAI_KEY": "sk-provider"})
+    _wait_for_headroom(gateway, {"team:search", "team:tight"})
+    yield gateway
+    gateway.stop()
+
+
+def _wait_for_headroom(gateway: Gateway, budgets: set[str], timeout_s: float = 10) -> None:
+    """Until the control plane has read the budgets and given them to Envoy's lane."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in reversed(gateway.log().splitlines()):
+            if '"budget headroom changed"' in line:
+                if budgets <= set(json.loads(line)["with_headroom"]):
+                    return
+                break
+        time.sleep(0.1)
+    raise AssertionError(f"budgets {budgets} never got headroom:\n{gateway.log()[-3000:]}")
+
+
+def _client(gateway: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=10)
+
+
+def _messages(gateway: Gateway) -> tuple[int, int]:
+    return gateway.admission_messages(), gateway.worker_messages()
+
+
+def test_a_request_with_headroom_reaches_no_worker_at_all(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    before = _messages(gateway)
+    raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert raw.http_response.status_code == 200
+    assert _messages(gateway) == before  # neither admission nor an attempt called a worker
+    sent: dict[str, Any] = fake.last
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["authorization"] == "Bearer sk-provider"  # not the gateway key
+    assert not any(name.startswith("x-switchboard-") for name in sent["headers"])
+    assert "accept-encoding" not in sent["headers"]
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert cost_of(row) == OPENAI_PLAIN
+    assert tokens_of(row) == (1200, 7, 1024, 0, 0)
+    assert (row["team"], row["key_id"], row["requested_model"]) == ("search", KEY_HASH,
+                                                                    "gpt-4o-mini")
+    assert row["outcome"] == "ok" and row["status"] == 200
+
+
+def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    before = _messages(gateway)
+    raw = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=64,
+        messages=[{"role": "user", "content": "Hello there"}])
+    assert raw.parse().usage.output_tokens == 9
+    assert _messages(gateway) == before
+    sent = fake.last["headers"]
+    assert sent["x-api-key"] == "sk-ant-provider" and sent["anthropic-version"]
+    assert "authorization" not in sent
+    assert cost_of(usage_record(gateway.ledger_path, raw.headers["x-request-id"])) \
+        == ANTHROPIC_PLAIN
+
+
+def test_an_unknown_key_is_refused_by_the_worker_in_the_clients_schema(
+        gateway: Gateway) -> None:
+    admission = gateway.admission_messages()
+    with pytest.raises(openai.AuthenticationError) as refused:
+        _client(gateway, "sb-not-a-key").chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert isinstance(refused.value.body, dict)
+    assert gateway.admission_messages() > admission
+
+
+def test_a_team_outside_its_models_is_refused_by_the_worker(gateway: Gateway) -> None:
+    admission = gateway.admission_messages()
+    with pytest.raises(openai.PermissionDeniedError):
+        _client(gateway, NARROW_KEY).chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert gateway.admission_messages() > admission
+
+
+def test_a_team_with_a_rate_limit_is_admitted_by_the_worker(gateway: Gateway) -> None:
+    admission = gateway.admission_messages()
+    reply = _client(gateway, LIMITED_KEY).chat.completions.create(
+        model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert reply.usage is not None
+    assert gateway.admission_messages() > admission
+
+
+def test_a_provider_whose_key_envoy_cannot_read_is_left_to_the_worker(
+        gateway: Gateway) -> None:
+    admission = gateway.admission_messages()
+    with pytest.raises(openai.APIStatusError) as failed:
+        _client(gateway, KEY).chat.completions.create(
+            model="gpt-4.1", messages=CHAT)  # type: ignore[arg-type]
+    assert failed.value.status_code == 503  # the worker cannot read it either
+    assert gateway.admission_messages() > admission
+
+
+def test_a_budget_close_to_its_limit_is_kept_exactly_by_the_worker(gateway: Gateway) -> None:
+    client = _client(gateway, TIGHT_KEY)
+    for _ in range(2):  # with headroom: Envoy admits them
+        before = _messages(gateway)
+        client.chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+        assert _messages(gateway) == before
+        time.sleep(1.5)  # the usage is recorded and the budget read again
+    admission = gateway.admission_messages()
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    # The worker reserved the request's worst case against what is left, and refused.
+    assert gateway.admission_messages() > admission
+    assert int(refused.value.response.headers["retry-after"]) > 0
+
+
+def test_the_lane_is_a_filter_configuration_of_its_own(gateway: Gateway) -> None:
+    """Delivered over ECDS: budget changes reach Envoy without touching the listener."""
+    config = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/config_dump",
+                       params={"resource": "ecds_filters"}, timeout=5).json()
+    names = [c["ecds_filter"]["name"] for c in config["configs"]]
+    assert names == ["switchboard.lane"]
