@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reply-cost", action="store_true",
                         help="gateway.reply_cost: false: unchanged requests are forwarded by "
                              "Envoy alone after admission")
+    parser.add_argument("--envoy-admission", action="store_true",
+                        help="gateway.admission: envoy (implies --no-reply-cost): Envoy "
+                             "admits the requests it forwards alone, with no worker call")
     parser.add_argument("--log-level", default="info",
                         help="Switchboard's log level (info logs one line per attempt)")
     parser.add_argument("--label", default="", help="what this run measures (recorded)")
@@ -86,7 +89,7 @@ BENCH_KEY = "sb-bench-datapath-key"
 
 
 def datapath_policy(upstream_port: int, filler: int, full_path: bool,
-                    reply_cost: bool = True) -> str:
+                    reply_cost: bool = True, envoy_admission: bool = False) -> str:
     base = f"http://127.0.0.1:{upstream_port}"
     shape = PolicyShape(models=filler, openai_url=base + fakes.OPENAI_BASE,
                         anthropic_url=base + fakes.ANTHROPIC_BASE, full_path=full_path)
@@ -100,8 +103,10 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
                                      "budget": {"limit_usd": 1_000_000, "period": "month"}}}
         policy["prices"] = {f"{name}/*": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
                             for name in ("openai", "anthropic", "openai-stream")}
-    if not reply_cost:
+    if not reply_cost or envoy_admission:
         policy["gateway"] = {**policy.get("gateway", {}), "reply_cost": False}
+    if envoy_admission:
+        policy["gateway"]["admission"] = "envoy"
     policy["providers"]["openai-stream"] = {"kind": "openai",
                                             "base_url": base + fakes.STREAM_BASE}
     policy["models"] = {
@@ -289,7 +294,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     binary = ensure_wrk()
     upstream_port, plain_port = free_port(), free_port()
     policy = datapath_policy(upstream_port, args.filler_models, args.full_path,
-                             reply_cost=not args.no_reply_cost)
+                             reply_cost=not args.no_reply_cost,
+                             envoy_admission=args.envoy_admission)
     headers = {"authorization": f"Bearer {BENCH_KEY}"} if args.full_path else {}
     print(f"LiteLLM, Portkey: skipped ({_others_reason()})", file=sys.stderr)
     runs: list[dict[str, Any]] = []

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chart_render import NAMESPACE, find, pod_containers, scenario_manifests, scenario_values
+from chart_render import (
+    NAMESPACE,
+    find,
+    manifests,
+    pod_containers,
+    render,
+    scenario_manifests,
+    scenario_values,
+)
 
 
 def _workloads(scenario: str) -> list[dict[str, Any]]:
@@ -91,6 +99,24 @@ def test_provider_secrets_are_mounted_only_into_ext_proc() -> None:
     assert not any(m["name"].startswith("provider-") for m in containers["envoy"]["volumeMounts"])
     (cp,) = find(docs, "Deployment", "switchboard-control-plane")
     assert all("secret" not in v for v in cp["spec"]["template"]["spec"]["volumes"])
+
+
+def test_envoy_mounts_provider_secrets_only_when_told_to() -> None:
+    """For gateway.admission: envoy, Envoy reads provider keys itself, at the same paths."""
+    values = {**scenario_values("replicated"),
+              "providerSecrets": {**scenario_values("replicated")["providerSecrets"],
+                                  "mountInEnvoy": True}}
+    (gateway,) = find(manifests(render(values)), "Deployment", "switchboard-gateway")
+    containers = {c["name"]: c for c in pod_containers(gateway)}
+    mounts = {name: [(m["mountPath"], m.get("readOnly")) for m in c["volumeMounts"]
+                     if m["name"].startswith("provider-")]
+              for name, c in containers.items()}
+    assert mounts["envoy"] == mounts["ext-proc"] and len(mounts["envoy"]) == 2
+    assert all(read_only for _, read_only in mounts["envoy"])
+    (cp,) = find(manifests(render(values)), "Deployment", "switchboard-control-plane")
+    [control_plane] = pod_containers(cp)
+    assert {"name": "SWITCHBOARD_SECRETS_DIR", "value": "/var/run/switchboard/secrets"} \
+        in control_plane["env"]  # the lane is compiled with these paths
 
 
 def _role_rules(scenario: str) -> list[dict[str, Any]]:

@@ -1,0 +1,128 @@
+"""What Envoy's own admission is compiled from: the requests each model's one provider takes as
+they are (decided by the workers' own translators), where Envoy reads each provider's key, the
+keys and teams, and the budgets without headroom. Run in a real Envoy in
+tests/integration/test_lane.py and test_lua_sha256.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from control_plane.compiler import GatewaySettings, compile_policy
+from control_plane.compiler.lane import lane_tables, to_lua
+from control_plane.compiler.processor import processor_resource
+from control_plane.policy import PolicyError, load_documents
+from control_plane.service import ControlPlane
+from control_plane.xds.resources import EXTENSION, LISTENER, to_dict
+
+DIGEST = "b" * 64
+POLICY = f"""
+gateway: {{reply_cost: false, admission: envoy}}
+providers:
+  oai: {{kind: openai, api_key: env:OAI_KEY}}
+  claude: {{kind: anthropic, api_key: "secret:claude/key"}}
+  local: {{kind: openai, base_url: "http://127.0.0.1:8000/v1"}}
+  azure: {{kind: azure-openai, base_url: "https://r.openai.azure.com", api_key: file:/k/azure}}
+  aws: {{kind: bedrock, region: us-east-1, aws_access_key_id: env:A,
+         aws_secret_access_key: env:S}}
+models:
+  gpt-4o: {{targets: [{{provider: oai}}]}}
+  renamed: {{targets: [{{provider: oai, model: gpt-4o}}]}}
+  claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
+  llama: {{targets: [{{provider: local}}]}}
+  deployment: {{targets: [{{provider: azure}}]}}
+  fallbacks: {{targets: [{{provider: oai, model: gpt-4o}}, {{provider: local, model: gpt-4o}}]}}
+  nova: {{targets: [{{provider: aws}}]}}
+teams:
+  search: {{keys: ["sha256:{DIGEST}"], models: [gpt-4o]}}
+  batch: {{keys: [], rate_limit: {{requests_per_minute: 10}}}}
+budgets:
+  gpt-cap: {{limit_usd: 5, period: day, match: {{model: gpt-4o}}}}
+  org: {{limit_usd: 100, period: month}}
+"""
+
+
+def tables(policy: str = POLICY, headroom: tuple[str, ...] = ()) -> dict[str, Any]:
+    config = processor_resource(load_documents({"p.yaml": policy}))
+    watched = [name for name in config.budgets if name not in headroom]
+    return lane_tables(config, watched, "/run/secrets")
+
+
+def lane_source(control_plane: ControlPlane) -> str:
+    snapshot = control_plane.cache.snapshot
+    assert snapshot is not None
+    [lane] = snapshot.of_type(EXTENSION).values()
+    source: str = to_dict(lane)["typed_config"]["default_source_code"]["inline_string"]
+    return source
+
+
+def test_only_requests_a_provider_takes_as_they_are_have_a_route() -> None:
+    routes = tables()["routes"]
+    assert set(routes) == {
+        "/v1/chat/completions gpt-4o", "/v1/embeddings gpt-4o",
+        "/v1/chat/completions llama", "/v1/embeddings llama",
+        "/v1/messages claude-sonnet-4-5",
+        "/v1/chat/completions deployment", "/v1/embeddings deployment",
+    }  # not renamed, not several targets, not a signed (Bedrock) credential
+    assert routes["/v1/chat/completions gpt-4o"] == {
+        "provider": "oai", "model": "gpt-4o", "path": "/v1/chat/completions",
+        "authority": "api.openai.com", "headers": {"content-type": "application/json"},
+        "streams": False}  # a stream must ask for its usage itself
+    claude = routes["/v1/messages claude-sonnet-4-5"]
+    assert claude["headers"]["anthropic-version"] and claude["streams"]
+    assert routes["/v1/chat/completions deployment"]["path"].startswith(
+        "/openai/deployments/deployment/chat/completions?api-version=")
+
+
+def test_envoy_reads_each_key_where_the_workers_do() -> None:
+    assert tables()["credentials"] == {
+        "oai": {"header": "authorization", "prefix": "Bearer ", "env": "OAI_KEY"},
+        "claude": {"header": "x-api-key", "prefix": "", "file": "/run/secrets/claude/key"},
+        "azure": {"header": "api-key", "prefix": "", "file": "/k/azure"},
+    }
+
+
+def test_keys_teams_and_the_budgets_without_headroom() -> None:
+    lane = tables(headroom=("org",))
+    assert lane["keys"] == {DIGEST: "search"} and lane["takes_keys"]
+    assert lane["teams"] == {"search": {"rate_limited": False, "models": {"gpt-4o": True}},
+                             "batch": {"rate_limited": True, "models": False}}
+    assert lane["watched"] == [{"team": "", "key": "", "model": "gpt-4o", "provider": ""}]
+    assert "x-api-key" in lane["dropped_headers"]
+
+
+def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
+    snapshot = compile_policy(load_documents({"p.yaml": POLICY}), GatewaySettings())
+    [listener] = snapshot.of_type(LISTENER).values()
+    hcm = to_dict(listener)["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    lane = names.index("switchboard.lane")
+    assert names[lane + 1] == "envoy.filters.http.ext_proc"
+    admission = hcm["http_filters"][lane + 1]["typed_config"]
+    assert admission["@type"].endswith("ExtensionWithMatcher")  # skipped for the lane's
+    assert "switchboard.lane" in snapshot.of_type(EXTENSION)
+
+
+def test_without_the_lane_there_is_no_extension() -> None:
+    policy = POLICY.replace(", admission: envoy", "")
+    assert not compile_policy(load_documents({"p.yaml": policy}),
+                              GatewaySettings()).of_type(EXTENSION)
+
+
+def test_the_lane_needs_requests_forwarded_alone() -> None:
+    with pytest.raises(PolicyError) as rejected:
+        load_documents({"p.yaml": POLICY.replace("reply_cost: false, ", "")})
+    [issue] = rejected.value.issues
+    assert (issue.file, issue.line, issue.field) == ("p.yaml", 2, "gateway")
+    assert "reply_cost: false" in issue.message
+
+
+@pytest.mark.parametrize(("value", "lua"), [
+    ("gpt-4o", '"gpt-4o"'),
+    ('a"b\\c\n', '"a\\034b\\092c\\010"'),
+    ("é", '"\\195\\169"'),
+    ({"k": [True, 1, 2.5]}, '{["k"]={true,1,2.5}}'),
+])
+def test_values_become_lua_literals_that_read_back_exactly(value: Any, lua: str) -> None:
+    assert to_lua(value) == lua
