@@ -40,10 +40,13 @@ providers:
   oai: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:OAI_KEY}}
   claude: {{kind: anthropic, base_url: "http://127.0.0.1:{port}", api_key: "file:{key_file}"}}
   keyless: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:UNSET_KEY}}
+  elsewhere: {{kind: openai, base_url: "http://127.0.0.1:{port}/elsewhere/v1",
+              api_key: env:OAI_KEY}}
 models:
   gpt-4o-mini: {{targets: [{{provider: oai}}]}}
   claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
   gpt-4.1: {{targets: [{{provider: keyless}}]}}
+  gpt-4o: {{targets: [{{provider: elsewhere}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
   claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
@@ -132,6 +135,20 @@ def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
     assert "authorization" not in sent
     assert cost_of(usage_record(gateway.ledger_path, raw.headers["x-request-id"])) \
         == ANTHROPIC_PLAIN
+
+
+def test_the_providers_path_does_not_change_the_route(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """The lane rewrites :path without Envoy choosing the route again: the request reaches the
+    provider under its own path, which this fake does not serve (its 404, not the gateway's)."""
+    before = _messages(gateway)
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, json={
+        "model": "gpt-4o", "messages": CHAT}, headers={"authorization": f"Bearer {KEY}"})
+    assert (response.status_code, response.json()) == (404, {"error": "no such path"})
+    assert fake.last["path"] == "/elsewhere/v1/chat/completions"
+    assert _messages(gateway) == before
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
+    assert (row["outcome"], row["status"]) == ("upstream_error", 404)
 
 
 def test_an_unknown_key_is_refused_by_the_worker_in_the_clients_schema(
