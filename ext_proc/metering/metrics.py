@@ -21,9 +21,11 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from ext_proc.contract import ClientApi
 from ext_proc.metering.usage import Outcome, UsageRecord
@@ -157,6 +159,8 @@ class AttemptMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         common = list(COMMON_LABELS)
+        # Each metric's child per label values: `labels()` validates and locks on every call.
+        self._children: dict[tuple[object, ...], Any] = {}
         self.token_usage = Histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used (gen_ai.client.token.usage).",
@@ -218,9 +222,9 @@ class AttemptMetrics:
         common = labels.as_labels()
         usage = record.usage
         if usage.total or usage.estimated:
-            self.token_usage.labels(**common, gen_ai_token_type="input").observe(usage.input)
+            self._child(self.token_usage, **common, gen_ai_token_type="input").observe(usage.input)
             if labels.operation != "embeddings":
-                self.token_usage.labels(**common, gen_ai_token_type="output").observe(
+                self._child(self.token_usage, **common, gen_ai_token_type="output").observe(
                     usage.output)
         for token_type, count in (
             ("cache_read", usage.cached_read),
@@ -228,18 +232,27 @@ class AttemptMetrics:
             ("reasoning", usage.reasoning),
         ):
             if count:
-                self.token_detail.labels(**common, gen_ai_token_type=token_type).inc(count)
-        self.duration.labels(**common, error_type=error_type(record)).observe(record.latency_s)
+                self._child(self.token_detail, **common, gen_ai_token_type=token_type).inc(count)
+        self._child(self.duration, **common, error_type=error_type(record)).observe(
+            record.latency_s)
         if record.ttft_s is not None:
-            self.time_to_first_chunk.labels(**common).observe(record.ttft_s)
+            self._child(self.time_to_first_chunk, **common).observe(record.ttft_s)
         if record.cost_usd is None:
-            self.unpriced.labels(**common).inc()
+            self._child(self.unpriced, **common).inc()
         else:
-            self.cost.labels(**common).inc(float(record.cost_usd))
+            self._child(self.cost, **common).inc(float(record.cost_usd))
         if usage.estimated:
-            self.estimated.labels(**common).inc()
-        self.attempts.labels(**common, outcome=record.outcome.value,
-                             http_response_status_code=str(record.status)).inc()
+            self._child(self.estimated, **common).inc()
+        self._child(self.attempts, **common, outcome=record.outcome.value,
+                    http_response_status_code=str(record.status)).inc()
+
+    def _child(self, metric: MetricWrapperBase, **labels: str) -> Any:
+        # Each call site passes its labels in one order, so the values identify the child.
+        key = (metric, *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child
 
     def refused(self, labels: AttemptLabels, status: int) -> None:
         """Record an attempt the worker refused (bad request, provider misconfigured)."""

@@ -21,6 +21,11 @@ class Period(enum.StrEnum):
     MONTH = "month"
 
 
+# The last window of each (period, zone), reused while `now` is in it: every reservation and
+# usage record asks, and a window changes once a day at most.
+_LAST_WINDOW: dict[tuple[Period, str], tuple[datetime, datetime]] = {}
+
+
 def budget_window(now: datetime, period: Period, tz: str = "UTC") -> tuple[datetime, datetime]:
     """[start, end) of the period containing ``now``, as aware datetimes in ``tz``.
 
@@ -28,6 +33,14 @@ def budget_window(now: datetime, period: Period, tz: str = "UTC") -> tuple[datet
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    last = _LAST_WINDOW.get((period, tz))
+    if last is not None and last[0] <= now < last[1]:
+        return last
+    window = _LAST_WINDOW[(period, tz)] = _window(now, period, tz)
+    return window
+
+
+def _window(now: datetime, period: Period, tz: str) -> tuple[datetime, datetime]:
     zone = ZoneInfo(tz)
     local = now.astimezone(zone)
     if period is Period.DAY:

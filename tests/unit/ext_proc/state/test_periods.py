@@ -52,6 +52,16 @@ def test_budget_windows(
     assert budget_window(now, period, tz) == (start, end)
 
 
+def test_a_reused_window_follows_time_both_ways() -> None:
+    """The last window is reused only while `now` is inside it (a test clock may go back)."""
+    day = budget_window(utc(2025, 3, 14, 12), Period.DAY)
+    assert budget_window(utc(2025, 3, 14, 23, 59), Period.DAY) is day
+    assert budget_window(utc(2025, 3, 15), Period.DAY) == (utc(2025, 3, 15), utc(2025, 3, 16))
+    assert budget_window(utc(2025, 3, 14, 1), Period.DAY) == day
+    assert budget_window(utc(2025, 3, 14, 1), Period.DAY, "Asia/Tokyo") == (
+        utc(2025, 3, 13, 15), utc(2025, 3, 14, 15))
+
+
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         budget_window(datetime(2025, 1, 1), Period.DAY)
