@@ -7,6 +7,7 @@ with back-off; on reconnect it resumes from the version it holds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -29,6 +30,7 @@ class ConfigClient:
         self._secrets_dir = secrets_dir
         self.view = ProcessorView.empty()
         self.ready = asyncio.Event()
+        self._applied = b""  # the serialized config the view was built from
 
     async def run(self) -> None:
         delay = 0.1
@@ -63,7 +65,12 @@ class ConfigClient:
             error = f"expected one {PROCESSOR_TYPE_URL} resource, got {len(response.resources)}"
             log.error("config rejected", version=response.version_info, error=error)
             return self._request(self.view.version, response.nonce, error)
+        if self.ready.is_set() and found[0].value == self._applied:
+            # Only Envoy's part changed (the lane's budgets): nothing to build again.
+            self.view = dataclasses.replace(self.view, version=response.version_info)
+            return self._request(response.version_info, response.nonce)
         self.view = await build_view(response.version_info, config, self._secrets_dir)
+        self._applied = found[0].value
         self.ready.set()
         log.info("policy applied", version=response.version_info,
                  providers=len(config.providers), models=len(config.models))
