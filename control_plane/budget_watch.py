@@ -17,7 +17,6 @@ from typing import Protocol
 import structlog
 
 from control_plane.compiler.lane import admits_in_envoy
-from control_plane.compiler.processor import processor_resource
 from control_plane.policy import Policy
 from control_plane.usage import LedgerSource, ledger_reachable, state_of
 from ext_proc.access import scoped_budget
@@ -37,6 +36,9 @@ class Lane(Protocol):
     @property
     def local_sqlite(self) -> bool: ...
 
+    @property
+    def budgets(self) -> Mapping[str, processor_pb2.Budget]: ...
+
     def set_budget_headroom(self, policy: Policy, names: frozenset[str]) -> None: ...
 
 
@@ -47,7 +49,6 @@ class BudgetWatch:
         self._ledgers = ledgers
         self._interval_s = interval_s
         self._sleep = sleep
-        self._budgets: tuple[Policy | None, Mapping[str, processor_pb2.Budget]] = (None, {})
 
     async def run(self) -> None:
         while True:
@@ -69,7 +70,7 @@ class BudgetWatch:
         return names
 
     async def _with_headroom(self, policy: Policy) -> frozenset[str]:
-        budgets = self._budgets_of(policy)
+        budgets = self._lane.budgets
         if not budgets or not ledger_reachable(policy, self._lane.local_sqlite):
             return frozenset()
         ledger = await self._ledgers.get(state_of(policy))
@@ -82,8 +83,3 @@ class BudgetWatch:
                 names.add(name)
         return frozenset(names)
 
-    def _budgets_of(self, policy: Policy) -> Mapping[str, processor_pb2.Budget]:
-        """As the workers see them, built once per policy."""
-        if self._budgets[0] is not policy:
-            self._budgets = (policy, processor_resource(policy).budgets)
-        return self._budgets[1]

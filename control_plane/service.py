@@ -16,7 +16,10 @@ from control_plane.compiler.compile import with_budget_headroom
 from control_plane.policy import Policy, PolicyError, load_documents
 from control_plane.shared_state import check_redis_url_ref, with_shared_state
 from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.resources import PROCESSOR
 from control_plane.xds.server import AggregatedDiscoveryService, add_to_server
+from ext_proc.contract import PROCESSOR_RESOURCE_NAME
+from protos.switchboard.v1 import processor_pb2
 
 log = structlog.get_logger("control_plane")
 
@@ -77,6 +80,13 @@ class ControlPlane:
             log.info("policy applied", version=snapshot.version, files=sorted(docs))
         self.ready.set()
         return True
+
+    @property
+    def budgets(self) -> Mapping[str, processor_pb2.Budget]:
+        """The budgets of the snapshot served, as the workers see them."""
+        snapshot = self.cache.snapshot
+        processor = snapshot.of_type(PROCESSOR).get(PROCESSOR_RESOURCE_NAME) if snapshot else None
+        return processor.budgets if isinstance(processor, processor_pb2.ProcessorConfig) else {}
 
     def set_budget_headroom(self, policy: Policy, names: frozenset[str]) -> None:
         """The budgets read with headroom (budget_watch.py), whose requests Envoy's own

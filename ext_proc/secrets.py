@@ -29,23 +29,30 @@ class SecretUnavailable(Exception):
     pass
 
 
+def locate(ref: str, secrets_dir: str) -> tuple[str, str]:
+    """Where a reference points: ("env", NAME) or ("file", path). Raises SecretUnavailable."""
+    source, _, name = ref.partition(":")
+    if source == "env":
+        return source, name
+    if source in ("file", "secret"):
+        return "file", name if source == "file" else str(Path(secrets_dir, name))
+    raise SecretUnavailable(f"unknown reference kind {source!r}")
+
+
 def resolve(ref: str, environ: dict[str, str], secrets_dir: str) -> Secret:
     """Read the value a reference points at. Blocking (files): call it off the event loop."""
-    source, _, name = ref.partition(":")
+    source, name = locate(ref, secrets_dir)
     if source == "env":
         value = environ.get(name)
         if not value:
             raise SecretUnavailable(f"environment variable {name} is not set")
-    elif source in ("file", "secret"):
-        path = Path(name) if source == "file" else Path(secrets_dir, name)
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SecretUnavailable(f"cannot read {path}: {exc.strerror}") from None
-        if not value:
-            raise SecretUnavailable(f"{path} is empty")
     else:
-        raise SecretUnavailable(f"unknown reference kind {source!r}")
+        try:
+            value = Path(name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretUnavailable(f"cannot read {name}: {exc.strerror}") from None
+        if not value:
+            raise SecretUnavailable(f"{name} is empty")
     return Secret(value)
 
 

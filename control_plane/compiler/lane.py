@@ -13,14 +13,25 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import PurePosixPath
 from typing import Any
 
+from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
-from ext_proc.contract import ClientApi
+from ext_proc.contract import (
+    BODY_SIZE_KEY,
+    CLIENT_PATH_KEY,
+    DIRECT_HEADER,
+    DIRECT_METADATA_KEY,
+    INCLUDE_USAGE_KEY,
+    METADATA_NAMESPACE,
+    MODEL_KEY,
+    STREAM_KEY,
+    ClientApi,
+)
 from ext_proc.credentials import KEY_HEADERS
 from ext_proc.outgoing import DROPPED_HEADERS, JSON_CONTENT_TYPE
+from ext_proc.secrets import locate
 from ext_proc.translators.base import Backend, ClientRequest, Passthrough
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import provider_authority
@@ -108,7 +119,7 @@ def _route(api: ClientApi, model: str, backend: Backend) -> LaneRoute | None:
 
 def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
                 secrets_dir: str) -> dict[str, Any]:
-    keys = {digest.removeprefix("sha256:"): name
+    keys = {digest.removeprefix(HASH_PREFIX): name
             for name, team in config.teams.items() for digest in team.key_hashes}
     teams = {name: {"rate_limited": team.HasField("rate_limit")
                     or team.HasField("key_rate_limit"),
@@ -125,16 +136,19 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
                         if p.api_key_ref and p.kind in KEY_HEADERS},
         "watched": budgets,
         "dropped_headers": sorted(DROPPED_HEADERS),
+        # The names the workers agree on with Envoy (ext_proc/contract.py).
+        "names": {"namespace": METADATA_NAMESPACE, "direct_header": DIRECT_HEADER,
+                  "direct": DIRECT_METADATA_KEY, "model": MODEL_KEY, "stream": STREAM_KEY,
+                  "include_usage": INCLUDE_USAGE_KEY, "client_path": CLIENT_PATH_KEY,
+                  "body_size": BODY_SIZE_KEY, "key_hash_prefix": HASH_PREFIX},
     }
 
 
 def _credential(provider: processor_pb2.Provider, secrets_dir: str) -> dict[str, str]:
-    """Where Envoy reads a provider's key: the reference the workers resolve (secrets.py)."""
+    """Where Envoy reads a provider's key: where the workers read it (secrets.py)."""
     header, prefix = KEY_HEADERS[provider.kind]
-    source, _, name = provider.api_key_ref.partition(":")
-    where = ({"env": name} if source == "env"
-             else {"file": name if source == "file" else str(PurePosixPath(secrets_dir, name))})
-    return {"header": header, "prefix": prefix, **where}
+    source, where = locate(provider.api_key_ref, secrets_dir)
+    return {"header": header, "prefix": prefix, source: where}
 
 
 def _script(name: str) -> str:

@@ -3,8 +3,7 @@
 -- call; any other request is left untouched, for the worker to admit exactly. So this code
 -- never refuses anything: whatever it is unsure of, the worker decides.
 
-local DIRECT_HEADER = "x-switchboard-direct"
-local NAMESPACE = "switchboard"
+local NAMES = LANE.names
 
 -- The provider credentials, read once per Envoy worker thread when the configuration
 -- loads, from the same references the workers resolve. A provider whose credential cannot
@@ -75,21 +74,24 @@ local function caller(headers, model)
   if team.rate_limited or (team.models and not team.models[model]) then
     return nil
   end
-  return team_name, "sha256:" .. digest
+  return team_name, NAMES.key_hash_prefix .. digest
 end
 
 function envoy_on_request(handle)
-  local metadata = handle:streamInfo():dynamicMetadata():get(NAMESPACE)
-  if metadata == nil or metadata.model == nil or metadata.body_size == nil
-      or metadata.client_path == nil then
+  local metadata = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
+  if metadata == nil then
     return
   end
-  local model = metadata.model
-  local route = LANE.routes[metadata.client_path:match("^[^?]*") .. " " .. model]
+  local model, client_path = metadata[NAMES.model], metadata[NAMES.client_path]
+  if model == nil or client_path == nil or metadata[NAMES.body_size] == nil then
+    return
+  end
+  local route = LANE.routes[client_path:match("^[^?]*") .. " " .. model]
   if route == nil then
     return
   end
-  if metadata.stream == true and not (route.streams or metadata.include_usage == true) then
+  if metadata[NAMES.stream] == true
+      and not (route.streams or metadata[NAMES.include_usage] == true) then
     return
   end
   local credential = credentials[route.provider]
@@ -112,7 +114,7 @@ function envoy_on_request(handle)
   if credential ~= nil then
     headers:replace(credential[1], credential[2])
   end
-  headers:replace(DIRECT_HEADER, "1")
-  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "direct", {
+  headers:replace(NAMES.direct_header, "1")
+  handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.direct, {
     provider = route.provider, model = route.model, team = team, key_id = key_id})
 end
