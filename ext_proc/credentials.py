@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ext_proc.sigv4 import sigv4_headers
-
 if TYPE_CHECKING:
     from ext_proc.view import ProviderView
 
@@ -59,6 +57,8 @@ def _sigv4(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
     if access_key is None or secret_key is None:
         raise CredentialUnavailable(f"provider {provider.name!r} has no AWS credentials")
     token = secrets.get("aws_session_token")
+    from ext_proc.sigv4 import sigv4_headers  # loaded with a Bedrock provider (view.py)
+
     url = f"{provider.scheme}://{provider.authority}{outgoing.path}"
     return sigv4_headers(access_key.reveal(), secret_key.reveal(),
                          token.reveal() if token else None,

@@ -11,7 +11,6 @@ import structlog
 from ext_proc.secrets import environment, resolve
 from ext_proc.state.ledger import Ledger
 from ext_proc.state.periods import Clock, system_clock
-from ext_proc.state.redis_ledger import RedisLedger
 from ext_proc.state.sqlite_ledger import SqliteLedger
 from ext_proc.view import StateView
 
@@ -51,6 +50,10 @@ class Ledgers:
 
     async def _connect(self, state: StateView) -> Ledger:
         if state.backend == "redis":
+            # Imported here: the redis client is a fifth of a worker's start-up, which a
+            # restarted worker pays while Envoy waits for it.
+            from ext_proc.state.redis_ledger import RedisLedger
+
             url = await asyncio.to_thread(resolve, state.url_ref, environment(),
                                           self._secrets_dir)
             return RedisLedger.from_url(url.reveal(), clock=self._clock)

@@ -26,7 +26,16 @@ from ext_proc.pool_metrics import (
 
 log = structlog.get_logger("pool")
 
-RESTART_DELAY_S = 0.2
+# A worker that dies after it began serving is replaced at once: Envoy fails the requests
+# routed to its socket until then. One that dies before it binds its socket (a bad deploy, a
+# missing library) is failing to start: it waits longer each time, so the loop does not spin.
+RESTART_DELAYS_S = (0.0, 0.2, 1.0, 5.0)
+
+
+def restart_delay(failed_starts: int) -> float:
+    """The wait before restarting a worker whose last `failed_starts` runs in a row exited
+    before serving (0: the last run served)."""
+    return RESTART_DELAYS_S[min(failed_starts, len(RESTART_DELAYS_S) - 1)]
 
 
 def socket_path(socket_dir: str | Path, index: int) -> str:
@@ -103,17 +112,24 @@ class WorkerPool:
             await asyncio.to_thread(remove_metrics_dir, self.metrics_dir)
 
     async def _keep_running(self, index: int) -> None:
+        socket = Path(socket_path(self._settings.socket_dir, index))
+        failed_starts = 0
         while not self._stopping:
+            # A dead worker's socket file stays: removed, its presence means the new one serves.
+            await asyncio.to_thread(socket.unlink, missing_ok=True)
             process = await self._spawn(index)
             self._processes[index] = process
             code = await process.wait()
+            served = await asyncio.to_thread(socket.exists)
+            failed_starts = 0 if served else failed_starts + 1
             if self.metrics_dir is not None:
                 await asyncio.to_thread(worker_exited, self.metrics_dir, process.pid)
             if self._stopping:
                 return
             self.restarts += 1
-            log.error("worker exited; restarting", worker=index, code=code)
-            await asyncio.sleep(RESTART_DELAY_S)
+            delay = restart_delay(failed_starts)
+            log.error("worker exited; restarting", worker=index, code=code, delay_s=delay)
+            await asyncio.sleep(delay)
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         s = self._settings

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
 
 from ext_proc.access import AccessView, build_access
 from ext_proc.contract import MOCK_AUTHORITY
-from ext_proc.google_tokens import AccessTokens
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
 from ext_proc.translators.base import Backend
 from protos.switchboard.v1 import processor_pb2
+
+if TYPE_CHECKING:
+    from ext_proc.google_tokens import AccessTokens
 
 log = structlog.get_logger("view")
 
@@ -90,6 +94,10 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
     providers = {}
     for name, provider in config.providers.items():
         errors: list[str] = []
+        if provider.kind == "bedrock":
+            # botocore's signer: a fifth of a worker's start-up, so loaded only for a policy
+            # that signs, and off the event loop, before a request needs it.
+            await asyncio.to_thread(importlib.import_module, "ext_proc.sigv4")
 
         async def read(ref: str, errors: list[str] = errors,
                        name: str = name) -> Secret | None:
@@ -106,6 +114,9 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
                        if (value := await read(ref)) is not None}
         tokens = None
         if (account := credentials.get("service_account")) is not None:
+            # Imported here: Google's auth library is a fifth of a worker's start-up.
+            from ext_proc.google_tokens import AccessTokens
+
             try:
                 tokens = AccessTokens.from_secret(name, account)
             except ValueError as exc:
