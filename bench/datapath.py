@@ -32,6 +32,7 @@ from bench.policy import PolicyShape, model_name
 from bench.procstat import children, command_line, sample
 from control_plane.envoy_process import envoy_binary
 from control_plane.keys import key_hash
+from ext_proc.ledgers import STATE_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,7 +202,8 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str,
          str(ports[1]), "--admin-port", str(ports[2]), "--envoy-admin-port", str(ports[3]),
          "--log-level", log_level],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        # A ledger of its own: the user's default one would grow with every run (and slow it).
+        env={**os.environ, "PYTHONPATH": str(REPO), STATE_DIR_ENV: str(work / "state")})
     try:
         url = f"http://127.0.0.1:{ports[0]}"
 

@@ -52,11 +52,19 @@ class ScopedBudget:
                 and (not self.provider or self.provider in providers))
 
 
+_MAX_CACHED_RULES = 10_000
+
+
 @dataclass(frozen=True)
 class AccessView:
     teams_by_key: Mapping[str, TeamAccess] = field(default_factory=dict)
     budgets: tuple[ScopedBudget, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
+    # Every admission and usage record asks which budgets apply; the answer holds for the
+    # policy version, and callers, models and providers are the policy's (bounded all the
+    # same, in case).
+    _rules: dict[tuple[Caller, str, frozenset[str]], tuple[BudgetRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def takes_keys(self) -> bool:
@@ -77,8 +85,14 @@ class AccessView:
 
     def budget_rules(self, caller: Caller, model: str,
                      providers: Iterable[str]) -> tuple[BudgetRule, ...]:
-        names = frozenset(providers)
-        return tuple(b.rule for b in self.budgets if b.applies(caller, model, names))
+        key = (caller, model, frozenset(providers))
+        rules = self._rules.get(key)
+        if rules is None:
+            if len(self._rules) >= _MAX_CACHED_RULES:
+                self._rules.clear()
+            rules = self._rules[key] = tuple(
+                b.rule for b in self.budgets if b.applies(caller, model, key[2]))
+        return rules
 
     def rate_limits(self, caller: Caller) -> tuple[RateLimitRule, ...]:
         team = self.team(caller)

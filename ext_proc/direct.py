@@ -35,7 +35,7 @@ from ext_proc.contract import (
     client_api_for_path,
 )
 from ext_proc.credentials import CredentialUnavailable
-from ext_proc.meter import estimated_usage, price, token_usage
+from ext_proc.meter import MeteredAttempt, estimated_usage, price, token_usage
 from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
@@ -98,14 +98,7 @@ _USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
 }
 
 
-@dataclass(frozen=True)
-class DirectUsage:
-    record: UsageRecord
-    caller: Caller
-    labels: AttemptLabels
-
-
-def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsage | None:
+def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAttempt | None:
     """The usage record of a request Envoy forwarded alone, from its access-log entry; None
     when the entry is not one (or its API cannot be told)."""
     common = entry.common_properties
@@ -144,7 +137,7 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> DirectUsa
                 if stream and common.HasField("time_to_first_upstream_rx_byte") else None))
     labels = AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
                            direct["provider"], requested, direct["model"], caller.team)
-    return DirectUsage(record, caller, labels)
+    return MeteredAttempt(record, caller, labels)
 
 
 def _text(fields: Mapping[str, Any], key: str) -> str:

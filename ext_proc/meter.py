@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,7 +21,7 @@ from ext_proc.ledgers import Ledgers
 from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR, HeuristicEstimator, TokenEstimator
 from ext_proc.metering.metrics import AttemptLabels, AttemptMetrics
 from ext_proc.metering.usage import TokenUsage, UsageRecord
-from ext_proc.state.ledger import LedgerError
+from ext_proc.state.ledger import ChargedRecord, LedgerError
 from ext_proc.translators.base import Usage
 from ext_proc.view import ProcessorView, ProviderView
 
@@ -65,6 +65,15 @@ def format_usd(cost: Decimal) -> str:
     return f"{cost.normalize():f}"
 
 
+@dataclass(frozen=True, slots=True)
+class MeteredAttempt:
+    """An attempt's usage record, whose key it was, and its metric labels."""
+
+    record: UsageRecord
+    caller: Caller
+    labels: AttemptLabels
+
+
 class Meter:
     """Counts each attempt in the metrics at once, and writes its usage record, and its spend,
     to the ledger in the background."""
@@ -74,28 +83,30 @@ class Meter:
         self._metrics = metrics or AttemptMetrics(CollectorRegistry())
         self._pending: set[asyncio.Task[None]] = set()
 
-    def submit(self, view: ProcessorView, record: UsageRecord, caller: Caller,
-               providers: Iterable[str], labels: AttemptLabels) -> None:
-        task = asyncio.get_running_loop().create_task(self._write(view, record, caller,
-                                                                  frozenset(providers)))
+    def submit(self, view: ProcessorView, *attempts: MeteredAttempt) -> None:
+        """Count `attempts` and write their records, in one ledger write for all of them."""
+        task = asyncio.get_running_loop().create_task(self._write(view, attempts))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        self._metrics.observe(record, labels)  # memory writes: nothing to wait for
+        for attempt in attempts:
+            self._metrics.observe(attempt.record, attempt.labels)  # memory: nothing to wait for
 
     def refused(self, labels: AttemptLabels, status: int) -> None:
         """An attempt the worker answered itself: counted, with no usage to record."""
         self._metrics.refused(labels, status)
 
-    async def _write(self, view: ProcessorView, record: UsageRecord, caller: Caller,
-                     providers: frozenset[str]) -> None:
+    async def _write(self, view: ProcessorView, attempts: tuple[MeteredAttempt, ...]) -> None:
         access = view.access
-        budgets = access.budget_rules(caller, record.requested_model, providers)
+        charged = [ChargedRecord(a.record, access.budget_rules(
+            a.caller, a.record.requested_model, (a.record.provider,)),
+            access.rate_limits(a.caller)) for a in attempts]
         try:
             ledger = await self._ledgers.get(view.state)
-            await ledger.record_usage(record, budgets, access.rate_limits(caller))
+            await ledger.record_usage(*charged)
         except LedgerError as exc:
-            # The log line carries the whole record, so an operator can still account for it.
-            log.error("usage record not stored", error=str(exc), record=repr(record))
+            # The log line carries each record, so an operator can still account for them.
+            for attempt in attempts:
+                log.error("usage record not stored", error=str(exc), record=repr(attempt.record))
 
     async def drain(self) -> None:
         if self._pending:

@@ -1,8 +1,9 @@
 """Runs N worker processes, each on its own Unix socket, and restarts any that dies.
 
 Envoy keeps one HTTP/2 connection per worker socket and balances across them round-robin;
-SO_REUSEPORT would not spread load across Python processes. The workers write their metrics
-to a directory the pool makes for them; `metrics()` sums them (ext_proc/pool_metrics.py).
+SO_REUSEPORT would not spread load across Python processes. The workers publish snapshots of
+their metrics to a directory the pool makes for them; `metrics()` sums them
+(ext_proc/pool_metrics.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 import structlog
 
 from ext_proc.pool_metrics import (
-    MULTIPROC_ENV,
+    METRICS_DIR_ENV,
     create_metrics_dir,
     exposition,
     remove_metrics_dir,
-    worker_exited,
 )
 
 log = structlog.get_logger("pool")
@@ -122,8 +122,6 @@ class WorkerPool:
             code = await process.wait()
             served = await asyncio.to_thread(socket.exists)
             failed_starts = 0 if served else failed_starts + 1
-            if self.metrics_dir is not None:
-                await asyncio.to_thread(worker_exited, self.metrics_dir, process.pid)
             if self._stopping:
                 return
             self.restarts += 1
@@ -144,7 +142,9 @@ class WorkerPool:
         )
 
     def _worker_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # prometheus-client's own multiprocess mode, if the environment asks for it, would
+        # write files on every update: the workers count in memory (ext_proc/pool_metrics.py).
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         if self.metrics_dir is not None:
-            env[MULTIPROC_ENV] = self.metrics_dir
+            env[METRICS_DIR_ENV] = self.metrics_dir
         return env

@@ -24,7 +24,7 @@ from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 from ext_proc.contract import METADATA_NAMESPACE, RESERVATION_METADATA_KEY
 from ext_proc.direct import direct_usage
 from ext_proc.ledgers import Ledgers
-from ext_proc.meter import Meter
+from ext_proc.meter import Meter, MeteredAttempt
 from ext_proc.state.ledger import LedgerError
 from ext_proc.view import ProcessorView
 
@@ -48,23 +48,27 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> als_pb2.StreamAccessLogsResponse:
         async for message in request_iterator:
+            view = self._view()
+            forwarded: list[MeteredAttempt] = []
+            releases: list[tuple[str, int]] = []
             for entry in message.http_logs.log_entry:
                 namespace = entry.common_properties.metadata.filter_metadata.get(
                     METADATA_NAMESPACE)
                 if namespace is None:
                     continue
                 attempts = entry.common_properties.upstream_request_attempt_count
-                view = self._view()
                 if (direct := direct_usage(entry, view)) is not None:
-                    # Written before the release (same ledger thread, in order); one record
-                    # covers the request, however many attempts Envoy made.
-                    self._meter.submit(view, direct.record, direct.caller,
-                                       {direct.record.provider}, direct.labels)
+                    # One record covers the request, however many attempts Envoy made.
+                    forwarded.append(direct)
                     attempts = 1
-                if RESERVATION_METADATA_KEY not in namespace.fields:
-                    continue
-                task = asyncio.create_task(self._release(
-                    namespace.fields[RESERVATION_METADATA_KEY].string_value, attempts))
+                if RESERVATION_METADATA_KEY in namespace.fields:
+                    releases.append((
+                        namespace.fields[RESERVATION_METADATA_KEY].string_value, attempts))
+            if forwarded:
+                # Written before the releases (same ledger thread, in order), all in one write.
+                self._meter.submit(view, *forwarded)
+            for reservation_id, attempts in releases:
+                task = asyncio.create_task(self._release(reservation_id, attempts))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
         return als_pb2.StreamAccessLogsResponse()

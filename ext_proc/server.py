@@ -19,7 +19,7 @@ from ext_proc.attempt import Attempt
 from ext_proc.config_client import ConfigClient
 from ext_proc.contract import ROUTER_SITE, SITE_METADATA_KEY
 from ext_proc.gate import Gate
-from ext_proc.meter import Meter
+from ext_proc.meter import Meter, MeteredAttempt
 
 log = structlog.get_logger("ext_proc")
 
@@ -55,8 +55,8 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         finally:
             record = attempt.usage_record(cancelled)
             if record is not None:
-                self._meter.submit(attempt.view, record, attempt.caller, {record.provider},
-                                   attempt.labels())
+                self._meter.submit(attempt.view,
+                                   MeteredAttempt(record, attempt.caller, attempt.labels()))
             elif attempt.refused_status is not None:
                 self._meter.refused(attempt.labels(), attempt.refused_status)
             log.info("attempt", **attempt.summary(),

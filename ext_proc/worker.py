@@ -21,6 +21,7 @@ from ext_proc.ledgers import Ledgers, default_state_dir
 from ext_proc.meter import Meter
 from ext_proc.metering.admission_metrics import AdmissionMetrics
 from ext_proc.metering.metrics import AttemptMetrics
+from ext_proc.pool_metrics import METRICS_DIR_ENV, SnapshotPublisher
 from ext_proc.release import ReservationReleaser
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.server import Processor
@@ -36,9 +37,10 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
                 state_dir: str) -> None:
     config = ConfigClient(xds_address, node_id, secrets_dir)
     ledgers = Ledgers(state_dir, secrets_dir)
-    # With PROMETHEUS_MULTIPROC_DIR set (the pool sets it), every value lives in this process's
-    # files in that directory, and the pool serves the sum of all workers' on /metrics.
+    # Counted in memory; the pool serves the sum of every worker's snapshots on /metrics.
     registry = CollectorRegistry()
+    publisher = SnapshotPublisher(registry, os.environ.get(METRICS_DIR_ENV))
+    publishing = asyncio.create_task(publisher.run())
     meter = Meter(ledgers, AttemptMetrics(registry))
     gate = Gate(lambda: config.view, ledgers, metrics=AdmissionMetrics(registry))
     config_task = asyncio.create_task(config.run())
@@ -67,6 +69,8 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     await meter.drain()
     await releaser.drain()
     await ledgers.close()
+    publishing.cancel()
+    await publisher.publish()
     config_task.cancel()
 
 

@@ -111,7 +111,7 @@ REFUSED = "refused"
 @contextlib.contextmanager
 def never_failing() -> Iterator[None]:
     """Metrics never fail a request or cost it its usage record: an update that cannot be made
-    (no room left for the multiprocess files) is logged and dropped."""
+    is logged and dropped."""
     try:
         yield
     except Exception as exc:
@@ -133,15 +133,13 @@ class AttemptLabels:
     response_model: str  # the provider's model that served it
     team: str  # empty when the gateway takes no keys
 
+    def values(self) -> tuple[str, ...]:
+        """The label values, in the order of COMMON_LABELS."""
+        return (self.operation, semconv_provider_name(self.provider_kind),
+                self.requested_model, self.response_model, self.provider, self.team)
+
     def as_labels(self) -> dict[str, str]:
-        return {
-            "gen_ai_operation_name": self.operation,
-            "gen_ai_provider_name": semconv_provider_name(self.provider_kind),
-            "gen_ai_request_model": self.requested_model,
-            "gen_ai_response_model": self.response_model,
-            "switchboard_provider": self.provider,
-            "team": self.team,
-        }
+        return dict(zip(COMMON_LABELS, self.values(), strict=True))
 
 
 def error_type(record: UsageRecord) -> str:
@@ -219,39 +217,36 @@ class AttemptMetrics:
             self._observe(record, labels)
 
     def _observe(self, record: UsageRecord, labels: AttemptLabels) -> None:
-        common = labels.as_labels()
         usage = record.usage
         if usage.total or usage.estimated:
-            self._child(self.token_usage, **common, gen_ai_token_type="input").observe(usage.input)
+            self._child(self.token_usage, labels, "input").observe(usage.input)
             if labels.operation != "embeddings":
-                self._child(self.token_usage, **common, gen_ai_token_type="output").observe(
-                    usage.output)
+                self._child(self.token_usage, labels, "output").observe(usage.output)
         for token_type, count in (
             ("cache_read", usage.cached_read),
             ("cache_creation", usage.cache_creation),
             ("reasoning", usage.reasoning),
         ):
             if count:
-                self._child(self.token_detail, **common, gen_ai_token_type=token_type).inc(count)
-        self._child(self.duration, **common, error_type=error_type(record)).observe(
-            record.latency_s)
+                self._child(self.token_detail, labels, token_type).inc(count)
+        self._child(self.duration, labels, error_type(record)).observe(record.latency_s)
         if record.ttft_s is not None:
-            self._child(self.time_to_first_chunk, **common).observe(record.ttft_s)
+            self._child(self.time_to_first_chunk, labels).observe(record.ttft_s)
         if record.cost_usd is None:
-            self._child(self.unpriced, **common).inc()
+            self._child(self.unpriced, labels).inc()
         else:
-            self._child(self.cost, **common).inc(float(record.cost_usd))
+            self._child(self.cost, labels).inc(float(record.cost_usd))
         if usage.estimated:
-            self._child(self.estimated, **common).inc()
-        self._child(self.attempts, **common, outcome=record.outcome.value,
-                    http_response_status_code=str(record.status)).inc()
+            self._child(self.estimated, labels).inc()
+        self._child(self.attempts, labels, record.outcome.value, str(record.status)).inc()
 
-    def _child(self, metric: MetricWrapperBase, **labels: str) -> Any:
-        # Each call site passes its labels in one order, so the values identify the child.
-        key = (metric, *labels.values())
+    def _child(self, metric: MetricWrapperBase, labels: AttemptLabels, *extra: str) -> Any:
+        """The series of `metric` for these labels, then `extra` values for the metric's own
+        labels in their declared order (each metric declares the common labels first)."""
+        key = (metric, labels, *extra)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(**labels)
+            child = self._children[key] = metric.labels(*labels.values(), *extra)
         return child
 
     def refused(self, labels: AttemptLabels, status: int) -> None:

@@ -16,6 +16,7 @@ the real cost, so a slow request is never free.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -44,6 +45,16 @@ class LedgerError(Exception):
 
 class ReservationExists(LedgerError):
     """``reserve`` was called twice with the same reservation id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargedRecord:
+    """An attempt's usage record, with the budgets its cost counts against and the
+    tokens-per-minute limits its tokens count against."""
+
+    record: UsageRecord
+    budgets: tuple[BudgetRule, ...] = ()
+    rate_limits: tuple[RateLimitRule, ...] = ()
 
 
 class Ledger(Protocol):
@@ -76,15 +87,12 @@ class Ledger(Protocol):
         """Expire overdue reservations now (``reserve`` also does this as it goes)."""
         ...
 
-    async def record_usage(
-        self,
-        record: UsageRecord,
-        budgets: tuple[BudgetRule, ...] = (),
-        rate_limits: tuple[RateLimitRule, ...] = (),
-    ) -> None:
-        """Store the attempt's record and, in the same atomic step, add its cost to
-        ``budgets`` and its tokens to the tokens-per-minute ``rate_limits`` (never refused:
-        the attempt has happened). An unpriced attempt adds $0 and is counted as unpriced."""
+    async def record_usage(self, *records: ChargedRecord) -> None:
+        """Store each attempt's record and, in the same atomic step, add its cost to its
+        budgets and its tokens to its tokens-per-minute limits (never refused: the attempt
+        has happened). An unpriced attempt adds $0 and is counted as unpriced. A record
+        stored before (same request id and attempt) replaces it and charges nothing again.
+        Several records at once share one write."""
         ...
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:

@@ -7,6 +7,7 @@ Both ledgers share this module, so they differ only in how they apply charges at
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -69,54 +70,54 @@ def budget_counter_key(rule: BudgetRule, window_start: datetime) -> str:
     return f"b|{rule.scope}|{rule.period}|{rule.tz}|{to_ms(window_start)}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _budget_counter(rule: BudgetRule, start: datetime, end: datetime) -> tuple[str, int, int]:
+    """A budget's counter in one window, the same for every request in it: its key, its limit
+    in micro-dollars and when it may be dropped."""
+    return (budget_counter_key(rule, start), usd_to_micros_ceil(rule.limit_usd),
+            to_ms(end + COUNTER_GRACE))
+
+
+def _budget_charge(rule: BudgetRule, cost_micros: int, now: datetime) -> tuple[Charge, datetime]:
+    """`rule`'s charge of `cost_micros` in the window holding `now`, and when that ends."""
+    start, end = budget_window(now, rule.period, rule.tz)
+    key, limit_micros, expires_at_ms = _budget_counter(rule, start, end)
+    return Charge(key=key, limit=limit_micros, amount=cost_micros, unit=Unit.USD_MICROS,
+                  enforce=rule.on_exceed is not OnExceed.WARN, refundable=True,
+                  expires_at_ms=expires_at_ms), end
+
+
+def _rate_charge(limit: RateLimitRule, unit: Unit, per_minute: int, amount: int,
+                 now: datetime) -> tuple[Charge, datetime]:
+    """A tokens- or requests-per-minute charge in the minute holding `now`, and its end."""
+    start, end = minute_window(now)
+    return Charge(key=f"{unit}|{limit.scope}|{to_ms(start) // 60_000}", limit=per_minute,
+                  amount=amount, unit=unit, enforce=True,
+                  refundable=unit is not Unit.REQUESTS,
+                  expires_at_ms=to_ms(end + COUNTER_GRACE)), end
+
+
 def plan_charges(request: ReservationRequest, now: datetime) -> ChargePlan:
     charges: list[Charge] = []
     subjects: list[_Subject] = []
     cost = usd_to_micros_ceil(request.cost_usd)
     for rule in request.budgets:
-        start, end = budget_window(now, rule.period, rule.tz)
-        charges.append(
-            Charge(
-                key=budget_counter_key(rule, start),
-                limit=usd_to_micros_ceil(rule.limit_usd),
-                amount=cost,
-                unit=Unit.USD_MICROS,
-                enforce=rule.on_exceed is not OnExceed.WARN,
-                refundable=True,
-                expires_at_ms=to_ms(end + COUNTER_GRACE),
-            )
-        )
+        charge, end = _budget_charge(rule, cost, now)
+        charges.append(charge)
         subjects.append(
             _Subject(
                 LimitKind.BUDGET, rule.name, rule.scope, end, rule.on_exceed, rule.downgrade_model
             )
         )
-    start, end = minute_window(now)
-    minute = to_ms(start) // 60_000
     for limit in request.rate_limits:
-        for kind, per_minute, amount, unit, refundable in (
-            (LimitKind.REQUESTS_PER_MINUTE, limit.requests_per_minute, 1, Unit.REQUESTS, False),
-            (
-                LimitKind.TOKENS_PER_MINUTE,
-                limit.tokens_per_minute,
-                request.tokens,
-                Unit.TOKENS,
-                True,
-            ),
+        for kind, per_minute, amount, unit in (
+            (LimitKind.REQUESTS_PER_MINUTE, limit.requests_per_minute, 1, Unit.REQUESTS),
+            (LimitKind.TOKENS_PER_MINUTE, limit.tokens_per_minute, request.tokens, Unit.TOKENS),
         ):
             if per_minute is None:
                 continue
-            charges.append(
-                Charge(
-                    key=f"{unit}|{limit.scope}|{minute}",
-                    limit=per_minute,
-                    amount=amount,
-                    unit=unit,
-                    enforce=True,
-                    refundable=refundable,
-                    expires_at_ms=to_ms(end + COUNTER_GRACE),
-                )
-            )
+            charge, end = _rate_charge(limit, unit, per_minute, amount, now)
+            charges.append(charge)
             subjects.append(_Subject(kind, limit.scope, limit.scope, end, OnExceed.BLOCK, None))
     return ChargePlan(tuple(charges), tuple(subjects))
 
@@ -131,8 +132,11 @@ def spend_charges(
     """What an attempt actually spent, added to its budgets and tokens-per-minute counters.
 
     Request counts are left out: the admission already counted the request."""
-    request = ReservationRequest("", cost_usd, tokens, budgets, rate_limits)
-    return tuple(c for c in plan_charges(request, now).charges if c.unit is not Unit.REQUESTS)
+    cost = usd_to_micros_ceil(cost_usd)
+    budget_charges = [_budget_charge(rule, cost, now)[0] for rule in budgets]
+    token_charges = [_rate_charge(limit, Unit.TOKENS, limit.tokens_per_minute, tokens, now)[0]
+                     for limit in rate_limits if limit.tokens_per_minute is not None]
+    return (*budget_charges, *token_charges)
 
 
 def is_over(charge: Charge, used: int) -> bool:

@@ -19,6 +19,7 @@ from ext_proc.state.aggregate import summarize
 from ext_proc.state.ledger import (
     DEFAULT_RESERVATION_TTL,
     TOMBSTONE_TTL,
+    ChargedRecord,
     LedgerError,
     ReservationExists,
 )
@@ -27,7 +28,6 @@ from ext_proc.state.model import (
     BudgetRule,
     BudgetStatus,
     GroupBy,
-    RateLimitRule,
     ReservationRequest,
     UsageRow,
     micros_to_usd,
@@ -237,15 +237,17 @@ class RedisLedger:
             rule, micros_to_usd(int(settled or 0)), micros_to_usd(int(reserved or 0)), start, end
         )
 
-    async def record_usage(
-        self,
-        record: UsageRecord,
-        budgets: tuple[BudgetRule, ...] = (),
-        rate_limits: tuple[RateLimitRule, ...] = (),
-    ) -> None:
-        now_ms = to_ms(self._clock())
-        charges = spend_charges(budgets, rate_limits, record.cost_usd or Decimal(0),
-                                record.usage.total, self._clock())
+    async def record_usage(self, *records: ChargedRecord) -> None:
+        # One script call each: a record and its charges are one atomic step in Redis.
+        for charged in records:
+            await self._record_one(charged)
+
+    async def _record_one(self, charged: ChargedRecord) -> None:
+        record = charged.record
+        now = self._clock()
+        now_ms = to_ms(now)
+        charges = spend_charges(charged.budgets, charged.rate_limits,
+                                record.cost_usd or Decimal(0), record.usage.total, now)
         keys = [self._key("usage"), self._key("u:", f"{record.request_id}:{record.attempt}")]
         keys += [self._key("c:", c.key) for c in charges]
         args: list[str | int] = [self._max_records, self._tomb_ttl_ms, len(charges)]

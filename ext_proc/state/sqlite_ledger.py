@@ -25,6 +25,7 @@ from ext_proc.state.group_commit import GroupCommitter
 from ext_proc.state.ledger import (
     DEFAULT_RESERVATION_TTL,
     TOMBSTONE_TTL,
+    ChargedRecord,
     LedgerError,
     ReservationExists,
 )
@@ -33,7 +34,6 @@ from ext_proc.state.model import (
     BudgetRule,
     BudgetStatus,
     GroupBy,
-    RateLimitRule,
     ReservationRequest,
     UsageRow,
     micros_to_usd,
@@ -58,6 +58,9 @@ T = TypeVar("T")
 _SWEEP_BATCH = 100
 _PRUNE_BATCH = 5_000
 _OPEN_DEADLINE_S = 30.0
+_USAGE_COLUMNS = 19
+_INSERT_NEW_USAGE = f"INSERT OR IGNORE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
+_REPLACE_USAGE = f"INSERT OR REPLACE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
 
 
 def settle_amount(unit: str, reserved: int, cost_usd: Decimal | None, tokens: int | None) -> int:
@@ -67,6 +70,32 @@ def settle_amount(unit: str, reserved: int, cost_usd: Decimal | None, tokens: in
     if unit == Unit.TOKENS and tokens is not None:
         return tokens
     return reserved
+
+
+def _usage_values(record: UsageRecord) -> tuple[object, ...]:
+    """A record as a row of the usage table, in its column order."""
+    u = record.usage
+    return (
+        to_ms(record.time),
+        record.request_id,
+        record.attempt,
+        record.team,
+        record.key_id,
+        record.requested_model,
+        record.provider,
+        record.provider_model,
+        u.input,
+        u.output,
+        u.cached_read,
+        u.cache_creation,
+        u.reasoning,
+        int(u.estimated),
+        None if record.cost_usd is None else usd_to_nanos(record.cost_usd),
+        record.status,
+        str(record.outcome),
+        record.latency_s,
+        record.ttft_s,
+    )
 
 
 def _usage_row(r: tuple[object, ...]) -> UsageRow:
@@ -300,52 +329,27 @@ class SqliteLedger:
 
     # -- usage records ----------------------------------------------------------------------
 
-    async def record_usage(
-        self,
-        record: UsageRecord,
-        budgets: tuple[BudgetRule, ...] = (),
-        rate_limits: tuple[RateLimitRule, ...] = (),
-    ) -> None:
-        charges = spend_charges(budgets, rate_limits, record.cost_usd or Decimal(0),
-                                record.usage.total, self._clock())
-        u = record.usage
-        values = (
-            to_ms(record.time),
-            record.request_id,
-            record.attempt,
-            record.team,
-            record.key_id,
-            record.requested_model,
-            record.provider,
-            record.provider_model,
-            u.input,
-            u.output,
-            u.cached_read,
-            u.cache_creation,
-            u.reasoning,
-            int(u.estimated),
-            None if record.cost_usd is None else usd_to_nanos(record.cost_usd),
-            record.status,
-            str(record.outcome),
-            record.latency_s,
-            record.ttft_s,
-        )
-        placeholders = ", ".join("?" * len(values))
+    async def record_usage(self, *records: ChargedRecord) -> None:
+        now = self._clock()
+        rows = [(_usage_values(c.record),
+                 spend_charges(c.budgets, c.rate_limits, c.record.cost_usd or Decimal(0),
+                               c.record.usage.total, now)) for c in records]
 
         def write(conn: sqlite3.Connection) -> None:
-            # A record written twice (a retried write) replaces itself instead of double counting.
-            replaced = conn.execute(
-                "SELECT 1 FROM usage WHERE request_id = ? AND attempt = ?",
-                (record.request_id, record.attempt)).fetchone()
-            conn.execute(f"INSERT OR REPLACE INTO usage VALUES ({placeholders})", values)
-            if replaced:
-                return
-            for charge in charges:
-                conn.execute(
-                    "INSERT INTO counters (key, settled, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET settled = settled + excluded.settled",
-                    (charge.key, charge.amount, charge.expires_at_ms),
-                )
+            # Summed per counter first: the records of a batch mostly charge the same few.
+            totals: dict[str, list[int]] = {}
+            for values, charges in rows:
+                if conn.execute(_INSERT_NEW_USAGE, values).rowcount == 0:
+                    # Written before (a retried write): replaced, and not charged twice.
+                    conn.execute(_REPLACE_USAGE, values)
+                    continue
+                for charge in charges:
+                    total = totals.setdefault(charge.key, [0, charge.expires_at_ms])
+                    total[0] += charge.amount
+            conn.executemany(
+                "INSERT INTO counters (key, settled, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET settled = settled + excluded.settled",
+                [(key, amount, expires_at_ms) for key, (amount, expires_at_ms) in totals.items()])
 
         await self._write(write)
 
@@ -397,3 +401,4 @@ class SqliteLedger:
             await self._run(shut)
         finally:
             self._executor.shutdown(wait=True)
+

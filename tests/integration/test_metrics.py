@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from control_plane.keys import create_key
+from ext_proc.pool_metrics import METRICS_DIR_ENV, summed
 from tests.fakes.provider_server import ProviderServer
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.processes import worker_pids
@@ -89,15 +89,15 @@ def wait_for(gateway: Gateway, name: str, expected: float, **labels: str) -> str
 
 
 def per_worker_attempts(gateway: Gateway) -> dict[str, float]:
-    """Each worker's own count of ok gpt attempts, read from its multiprocess files."""
+    """Each worker's own count of ok gpt attempts, read from its published snapshot."""
     counts: dict[str, float] = {}
     for node, pid in worker_pids(gateway.process.pid).items():
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         directory = next(e.split(b"=", 1)[1].decode() for e in environ
-                         if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
-        files = [str(p) for p in Path(directory).glob(f"counter_{pid}.db")]
+                         if e.startswith(f"{METRICS_DIR_ENV}=".encode()))
+        published = Path(directory) / f"worker-{pid}.json"
         counts[node] = sum(
-            s.value for m in MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+            s.value for m in summed([published.read_bytes()] if published.exists() else [])
             for s in m.samples
             if s.name == "switchboard_attempts_total"
             and s.labels == {**GPT, "outcome": "ok", "http_response_status_code": "200"})

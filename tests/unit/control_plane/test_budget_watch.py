@@ -18,7 +18,7 @@ from control_plane.xds.resources import EXTENSION
 from ext_proc.access import scoped_budget
 from ext_proc.ledgers import Ledgers
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
-from ext_proc.state.ledger import Ledger, LedgerError
+from ext_proc.state.ledger import ChargedRecord, Ledger, LedgerError
 from ext_proc.view import StateView
 from tests.unit.control_plane.test_lane import lane_source
 
@@ -56,12 +56,12 @@ async def spend(ledger: Ledger, control_plane: ControlPlane, usd: str) -> None:
     assert control_plane.policy is not None
     budgets = processor_resource(control_plane.policy).budgets
     rules = tuple(scoped_budget(name, budget).rule for name, budget in budgets.items())
-    await ledger.record_usage(UsageRecord(
+    await ledger.record_usage(ChargedRecord(UsageRecord(
         time=datetime.now(UTC), request_id=f"r-{usd}", team="search",
         key_id="sha256:" + "a" * 64, requested_model="gpt-4o", provider="oai",
         provider_model="gpt-4o", usage=TokenUsage(input=10, output=5),
         cost_usd=Decimal(usd), status=200, outcome=Outcome.OK, latency_s=0.1, ttft_s=None),
-        rules)
+        rules))
 
 
 async def test_budgets_with_headroom_are_given_to_the_lane(

@@ -16,7 +16,7 @@ from control_plane.housekeeping import Housekeeper, HousekeepingReport
 from control_plane.policy import Policy, load_documents
 from ext_proc.ledgers import Ledgers
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
-from ext_proc.state.ledger import DEFAULT_RESERVATION_TTL, Ledger, LedgerError
+from ext_proc.state.ledger import DEFAULT_RESERVATION_TTL, ChargedRecord, Ledger, LedgerError
 from ext_proc.state.model import BudgetRule, ReservationRequest, scope_key
 from ext_proc.state.periods import Period
 from ext_proc.view import StateView
@@ -66,9 +66,9 @@ async def seed(ledgers: CountingLedgers, clock: FakeClock) -> Ledger:
     """An old usage record, then a reservation its (crashed) worker never settles; by the end
     the record is two days old and the reservation past its TTL."""
     ledger = await ledgers.inner.get(StateView())
-    await ledger.record_usage(usage(clock, "old"))
+    await ledger.record_usage(ChargedRecord(usage(clock, "old")))
     clock.advance(timedelta(days=2))
-    await ledger.record_usage(usage(clock, "recent"))
+    await ledger.record_usage(ChargedRecord(usage(clock, "recent")))
     admission = await ledger.reserve(
         ReservationRequest("abandoned", Decimal("5"), tokens=100, budgets=(BUDGET,)))
     assert admission.admitted

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ext_proc.state.ledger import Ledger, LedgerError, ReservationExists
+from ext_proc.state.ledger import ChargedRecord, Ledger, LedgerError, ReservationExists
 from ext_proc.state.model import (
     BudgetRule,
     LimitKind,
@@ -182,10 +182,10 @@ async def test_release_waits_for_every_attempts_usage_record(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     await ledger.reserve(req("a", "0.90"))
-    await ledger.record_usage(usage_record(clock, "a", attempt=1), (TEAM,))
+    await ledger.record_usage(ChargedRecord(usage_record(clock, "a", attempt=1), (TEAM,)))
     assert await ledger.release_when_recorded("a", 2) is None  # attempt 2 not recorded yet
     assert (await ledger.budget_status(TEAM)).reserved_usd == Decimal("0.9")
-    await ledger.record_usage(usage_record(clock, "a", attempt=2), (TEAM,))
+    await ledger.record_usage(ChargedRecord(usage_record(clock, "a", attempt=2), (TEAM,)))
     assert await ledger.release_when_recorded("a", 2) is True
     assert await ledger.release_when_recorded("a", 2) is False
     status = await ledger.budget_status(TEAM)

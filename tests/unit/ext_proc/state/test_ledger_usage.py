@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ext_proc.metering.usage import Outcome
+from ext_proc.metering.usage import Outcome, UsageRecord
 from ext_proc.state import sqlite_ledger
-from ext_proc.state.ledger import Ledger
+from ext_proc.state.ledger import ChargedRecord, Ledger
 from ext_proc.state.model import BudgetRule, GroupBy, scope_key
 from ext_proc.state.periods import Period
 from ext_proc.state.redis_ledger import STREAM_SKEW, RedisLedger
@@ -21,17 +21,24 @@ from tests.unit.ext_proc.state.conftest import FakeClock
 from tests.unit.ext_proc.state.conftest import usage_record as record
 
 
+MONTHLY = BudgetRule("org-monthly", scope_key(), Decimal("100"), Period.MONTH)
+
+
+async def store(ledger: Ledger, *records: UsageRecord,
+                budgets: tuple[BudgetRule, ...] = ()) -> None:
+    await ledger.record_usage(*(ChargedRecord(r, budgets) for r in records))
+
+
 async def test_records_are_aggregated(ledger: Ledger, clock: FakeClock) -> None:
     old = record(clock, "old", cost="5")
-    await ledger.record_usage(old)
+    await store(ledger, old)
     clock.advance(timedelta(hours=30))
     since = clock() - timedelta(hours=24)
-    await ledger.record_usage(record(clock, "r1", outcome=Outcome.UPSTREAM_ERROR, cost="0"))
-    await ledger.record_usage(record(clock, "r1", attempt=1, provider="bedrock"))
-    await ledger.record_usage(record(clock, "r2", cost="0.000000001", estimated=True))
-    await ledger.record_usage(
-        record(clock, "r3", team="ads", model="llama", cost=None, outcome=Outcome.CLIENT_DISCONNECT)
-    )
+    await store(ledger, record(clock, "r1", outcome=Outcome.UPSTREAM_ERROR, cost="0"))
+    await store(ledger, record(clock, "r1", attempt=1, provider="bedrock"))
+    await store(ledger, record(clock, "r2", cost="0.000000001", estimated=True))
+    await store(ledger, record(clock, "r3", team="ads", model="llama", cost=None,
+                               outcome=Outcome.CLIENT_DISCONNECT))
 
     by_team = await ledger.usage_summary("team", since)
     assert [r.group for r in by_team] == ["search", "ads"]
@@ -55,22 +62,31 @@ async def test_records_are_aggregated(ledger: Ledger, clock: FakeClock) -> None:
     ],
 )
 async def test_group_by(ledger: Ledger, clock: FakeClock, by: GroupBy, groups: set[str]) -> None:
-    await ledger.record_usage(record(clock, "a"))
-    await ledger.record_usage(record(clock, "b", provider="bedrock", team="ads", model="llama"))
+    await store(ledger, record(clock, "a"))
+    await store(ledger, record(clock, "b", provider="bedrock", team="ads", model="llama"))
     rows = await ledger.usage_summary(by, clock() - timedelta(minutes=1))
     assert {r.group for r in rows} == groups
 
 
 async def test_rewriting_a_record_does_not_double_count(ledger: Ledger, clock: FakeClock) -> None:
-    await ledger.record_usage(record(clock, "a", cost="1"))
-    await ledger.record_usage(record(clock, "a", cost="2"))
+    await store(ledger, record(clock, "a", cost="1"))
+    await store(ledger, record(clock, "a", cost="2"))
     (row,) = await ledger.usage_summary("team", clock() - timedelta(minutes=1))
     assert (row.attempts, row.cost_usd) == (1, Decimal(2))
 
 
-# -- retention --------------------------------------------------------------------------------
+async def test_a_batch_charges_each_new_record_once(ledger: Ledger, clock: FakeClock) -> None:
+    await store(ledger, record(clock, "earlier", cost="1"), budgets=(MONTHLY,))
+    # Three new records, one of them twice, and a repeat of the earlier one.
+    await store(ledger, record(clock, "a", cost="2"), record(clock, "b", cost="4"),
+                record(clock, "a", cost="2"), record(clock, "c", cost="8"),
+                record(clock, "earlier", cost="1"), budgets=(MONTHLY,))
+    assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal(15)
+    (row,) = await ledger.usage_summary("team", clock() - timedelta(minutes=1))
+    assert (row.attempts, row.cost_usd) == (4, Decimal(15))
 
-MONTHLY = BudgetRule("org-monthly", scope_key(), Decimal("100"), Period.MONTH)
+
+# -- retention --------------------------------------------------------------------------------
 
 
 async def test_sqlite_prune_deletes_records_older_than_the_cutoff(
@@ -80,9 +96,9 @@ async def test_sqlite_prune_deletes_records_older_than_the_cutoff(
     ledger = await SqliteLedger.open(tmp_path / "ledger.db", clock=clock)
     try:
         for i in range(5):
-            await ledger.record_usage(record(clock, f"old{i}", cost="1"), budgets=(MONTHLY,))
+            await store(ledger, record(clock, f"old{i}", cost="1"), budgets=(MONTHLY,))
         clock.advance(timedelta(hours=48))
-        await ledger.record_usage(record(clock, "new", cost="1"), budgets=(MONTHLY,))
+        await store(ledger, record(clock, "new", cost="1"), budgets=(MONTHLY,))
 
         assert await ledger.prune_usage(clock() - timedelta(hours=24)) == 5
         (row,) = await ledger.usage_summary("team", clock() - timedelta(days=30))
@@ -103,7 +119,7 @@ async def test_redis_prune_trims_by_storage_time_with_the_skew_margin(
     clock = FakeClock(now)
     try:
         for i in range(3):
-            await ledger.record_usage(record(clock, f"r{i}"), budgets=(MONTHLY,))
+            await store(ledger, record(clock, f"r{i}"), budgets=(MONTHLY,))
         # Records stored less than STREAM_SKEW before the cutoff are kept: never early.
         assert await ledger.prune_usage(now + STREAM_SKEW - timedelta(seconds=30)) == 0
         assert len(await ledger.usage_summary("team", now - timedelta(hours=1))) == 1
