@@ -20,7 +20,6 @@ from tests.support.redis_server import RedisServer
 from tests.unit.ext_proc.state.conftest import FakeClock
 from tests.unit.ext_proc.state.conftest import usage_record as record
 
-
 MONTHLY = BudgetRule("org-monthly", scope_key(), Decimal("100"), Period.MONTH)
 
 
