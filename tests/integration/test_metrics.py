@@ -129,7 +129,12 @@ def test_token_usage_cost_and_latency_summed_over_both_workers(oai: openai.OpenA
     attempts = plain + 1
     assert sum(per_worker_attempts(gateway).values()) == attempts
 
-    text = gateway.metrics()
+    # Admission may have run on the other worker, whose snapshot can be a second behind its
+    # attempts'; once these counts are in, every count of these requests is.
+    wait_for(gateway, "switchboard_admissions_total", attempts, team="search",
+             gen_ai_request_model="gpt", outcome="admitted")
+    text = wait_for(gateway, "switchboard_budget_exceeded_total", attempts, budget="gpt-watch",
+                    action="warned")
     tokens = "gen_ai_client_token_usage"
     assert value(text, f"{tokens}_sum", **GPT, gen_ai_token_type="input") == (
         plain * PLAIN[0] + STREAM[0])
