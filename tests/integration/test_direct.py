@@ -42,12 +42,12 @@ providers:
   gone: {{kind: openai, base_url: "http://127.0.0.1:{dead}/v1", api_key: env:OAI_KEY}}
 models:
   gpt-4o-mini: {{targets: [{{provider: oai}}]}}
-  claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
+  claude-haiku-4-5: {{targets: [{{provider: claude}}]}}
   renamed: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
   unreachable: {{targets: [{{provider: gone}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
-  claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
+  claude/claude-haiku-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
                              cached_read_per_mtok: 0.3, cache_write_per_mtok: 3.75}}
 teams:
   search:
@@ -105,7 +105,7 @@ def test_an_anthropic_client_is_forwarded_alone_with_the_providers_headers(
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
     before = gateway.worker_messages()
     raw = client.messages.with_raw_response.create(
-        model="claude-sonnet-4-5", max_tokens=64,
+        model="claude-haiku-4-5", max_tokens=64,
         messages=[{"role": "user", "content": "Hello there"}])
     assert raw.parse().usage.output_tokens == 9
     assert gateway.worker_messages() == before
@@ -146,7 +146,7 @@ def test_an_anthropic_stream_sums_its_start_and_delta_usage(gateway: Gateway) ->
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
     before = gateway.worker_messages()
     with client.messages.with_streaming_response.create(
-            model="claude-sonnet-4-5", max_tokens=64, stream=True,
+            model="claude-haiku-4-5", max_tokens=64, stream=True,
             messages=[{"role": "user", "content": "Hello there"}]) as response:
         events = [event.type for event in response.parse()]
         request_id = response.headers["x-request-id"]

@@ -44,12 +44,12 @@ providers:
               api_key: env:OAI_KEY}}
 models:
   gpt-4o-mini: {{targets: [{{provider: oai}}]}}
-  claude-sonnet-4-5: {{targets: [{{provider: claude}}]}}
+  claude-haiku-4-5: {{targets: [{{provider: claude}}]}}
   gpt-4.1: {{targets: [{{provider: keyless}}]}}
   gpt-4o: {{targets: [{{provider: elsewhere}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
-  claude/claude-sonnet-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
+  claude/claude-haiku-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
                              cached_read_per_mtok: 0.3, cache_write_per_mtok: 3.75}}
 teams:
   search:
@@ -63,7 +63,7 @@ teams:
     rate_limit: {{requests_per_minute: 1000}}
   narrow:
     keys: [{narrow}]
-    models: [claude-sonnet-4-5]
+    models: [claude-haiku-4-5]
 """
 
 
@@ -126,7 +126,7 @@ def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
     before = _messages(gateway)
     raw = client.messages.with_raw_response.create(
-        model="claude-sonnet-4-5", max_tokens=64,
+        model="claude-haiku-4-5", max_tokens=64,
         messages=[{"role": "user", "content": "Hello there"}])
     assert raw.parse().usage.output_tokens == 9
     assert _messages(gateway) == before
