@@ -238,13 +238,21 @@ class RedisLedger:
         )
 
     async def record_usage(self, *records: ChargedRecord) -> None:
-        # One script call each: a record and its charges are one atomic step in Redis.
-        for charged in records:
-            await self._record_one(charged)
-
-    async def _record_one(self, charged: ChargedRecord) -> None:
-        record = charged.record
+        # One script call each, so a record and its charges stay one atomic step, all sent in
+        # one round trip: a batch is an access-log message's worth of records.
         now = self._clock()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for charged in records:
+                    keys, args = self._record_call(charged, now)
+                    await self._record(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except RedisError as exc:
+            raise LedgerError(f"redis ledger: {exc}") from exc
+
+    def _record_call(self, charged: ChargedRecord, now: datetime) -> tuple[list[str],
+                                                                            list[str | int]]:
+        record = charged.record
         now_ms = to_ms(now)
         charges = spend_charges(charged.budgets, charged.rate_limits,
                                 record.cost_usd or Decimal(0), record.usage.total, now)
@@ -255,7 +263,7 @@ class RedisLedger:
             args += [c.amount, max(c.expires_at_ms - now_ms, 1000)]
         for name, value in encode_record(record).items():
             args += [name, value]
-        await self._call(self._record, keys, args)
+        return keys, args
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         since_ms = to_ms(since)

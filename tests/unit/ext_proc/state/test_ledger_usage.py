@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from ext_proc.metering.usage import Outcome, UsageRecord
 from ext_proc.state import sqlite_ledger
@@ -126,4 +127,23 @@ async def test_redis_prune_trims_by_storage_time_with_the_skew_margin(
         assert await ledger.usage_summary("team", now - timedelta(hours=1)) == []
         assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal("0.03")
     finally:
+        await ledger.close()
+
+
+async def test_redis_records_a_batch_after_the_server_forgot_its_scripts(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
+    ledger = RedisLedger.from_url(redis_server.url, clock=clock,
+                                  prefix=f"test:{{{uuid.uuid4().hex}}}:")
+    other = aioredis.from_url(redis_server.url)
+    try:
+        await store(ledger, record(clock, "a", cost="1"), budgets=(MONTHLY,))
+        await other.script_flush()  # as after a Redis restart
+        await store(ledger, record(clock, "b", cost="2"), record(clock, "c", cost="4"),
+                    budgets=(MONTHLY,))
+        assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal(7)
+        (row,) = await ledger.usage_summary("team", clock() - timedelta(minutes=1))
+        assert row.attempts == 3
+    finally:
+        await other.aclose()
         await ledger.close()
