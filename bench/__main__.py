@@ -56,6 +56,12 @@ def _run(args: argparse.Namespace) -> None:
     print("saved", save(args.name, results))
 
 
+def _metering(args: argparse.Namespace) -> None:
+    from bench.metering import run
+
+    print("saved", save(args.name, run(args)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from bench.report import write_report
 
@@ -82,6 +88,13 @@ def main() -> None:
     run = commands.add_parser("run", help="the data path: plain Envoy vs Switchboard, with wrk")
     add_arguments(run)
     run.set_defaults(run=_run)
+
+    from bench.metering import add_arguments as metering_arguments
+
+    metering = commands.add_parser(
+        "metering", help="a worker's CPU per forwarded request's access-log entry")
+    metering_arguments(metering)
+    metering.set_defaults(run=_metering)
 
     report = commands.add_parser("report", help="tables and plot for docs/benchmarks.md")
     report.add_argument("--output", default="docs/benchmarks-throughput.svg")
