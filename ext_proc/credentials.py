@@ -57,7 +57,7 @@ def _sigv4(provider: ProviderView, outgoing: Outgoing) -> Mapping[str, str]:
     if access_key is None or secret_key is None:
         raise CredentialUnavailable(f"provider {provider.name!r} has no AWS credentials")
     token = secrets.get("aws_session_token")
-    from ext_proc.sigv4 import sigv4_headers  # loaded with a Bedrock provider (view.py)
+    from ext_proc.sigv4 import sigv4_headers  # loaded with the policy: SIGNER_MODULES
 
     url = f"{provider.scheme}://{provider.authority}{outgoing.path}"
     return sigv4_headers(access_key.reveal(), secret_key.reveal(),
@@ -75,6 +75,10 @@ KEY_HEADERS: Mapping[str, tuple[str, str]] = {
     "azure-openai": ("api-key", ""),
     "gemini": ("x-goog-api-key", ""),
 }
+# Kinds whose credential needs a library slow to import (botocore's signer: a fifth of a worker's
+# start-up): loaded only for a policy that has such a provider, off the event loop, when its
+# view is built (ext_proc/view.py), never by the first request.
+SIGNER_MODULES: Mapping[str, str] = {"bedrock": "ext_proc.sigv4"}
 CREDENTIALS: dict[str, Credential] = {
     **{kind: _key_header(*header) for kind, header in KEY_HEADERS.items()},
     "vertex": _service_account,

@@ -14,6 +14,7 @@ import structlog
 
 from ext_proc.access import AccessView, build_access
 from ext_proc.contract import MOCK_AUTHORITY
+from ext_proc.credentials import SIGNER_MODULES
 from ext_proc.secrets import Secret, SecretUnavailable, environment, resolve
 from ext_proc.translators.base import Backend
 from protos.switchboard.v1 import processor_pb2
@@ -94,10 +95,8 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
     providers = {}
     for name, provider in config.providers.items():
         errors: list[str] = []
-        if provider.kind == "bedrock":
-            # botocore's signer: a fifth of a worker's start-up, so loaded only for a policy
-            # that signs, and off the event loop, before a request needs it.
-            await asyncio.to_thread(importlib.import_module, "ext_proc.sigv4")
+        if (signer := SIGNER_MODULES.get(provider.kind)) is not None:
+            await asyncio.to_thread(importlib.import_module, signer)
 
         async def read(ref: str, errors: list[str] = errors,
                        name: str = name) -> Secret | None:

@@ -31,6 +31,7 @@ from ext_proc.state.model import (
     ReservationRequest,
     UsageRow,
 )
+from ext_proc.state.plan import Charge, spend_charges
 
 # Longer than the longest request the gateway lets run (route timeouts x attempts), or a
 # reservation would stop counting while its request is still streaming.
@@ -55,6 +56,11 @@ class ChargedRecord:
     record: UsageRecord
     budgets: tuple[BudgetRule, ...] = ()
     rate_limits: tuple[RateLimitRule, ...] = ()
+
+    def charges(self, now: datetime) -> tuple[Charge, ...]:
+        """What the record adds to its counters in the windows holding `now`."""
+        return spend_charges(self.budgets, self.rate_limits,
+                             self.record.cost_usd or Decimal(0), self.record.usage.total, now)
 
 
 class Ledger(Protocol):

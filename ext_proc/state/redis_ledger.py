@@ -40,7 +40,6 @@ from ext_proc.state.plan import (
     budget_counter_key,
     build_admission,
     plan_charges,
-    spend_charges,
     to_ms,
 )
 from ext_proc.state.redis_scripts import FINISH, RECORD, RESERVE, SWEEP
@@ -254,8 +253,7 @@ class RedisLedger:
                                                                             list[str | int]]:
         record = charged.record
         now_ms = to_ms(now)
-        charges = spend_charges(charged.budgets, charged.rate_limits,
-                                record.cost_usd or Decimal(0), record.usage.total, now)
+        charges = charged.charges(now)
         keys = [self._key("usage"), self._key("u:", f"{record.request_id}:{record.attempt}")]
         keys += [self._key("c:", c.key) for c in charges]
         args: list[str | int] = [self._max_records, self._tomb_ttl_ms, len(charges)]

@@ -48,7 +48,6 @@ from ext_proc.state.plan import (
     budget_counter_key,
     build_admission,
     plan_charges,
-    spend_charges,
     to_ms,
 )
 from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA
@@ -331,9 +330,7 @@ class SqliteLedger:
 
     async def record_usage(self, *records: ChargedRecord) -> None:
         now = self._clock()
-        rows = [(_usage_values(c.record),
-                 spend_charges(c.budgets, c.rate_limits, c.record.cost_usd or Decimal(0),
-                               c.record.usage.total, now)) for c in records]
+        rows = [(_usage_values(c.record), c.charges(now)) for c in records]
 
         def write(conn: sqlite3.Connection) -> None:
             # Summed per counter first: the records of a batch mostly charge the same few.
@@ -401,4 +398,3 @@ class SqliteLedger:
             await self._run(shut)
         finally:
             self._executor.shutdown(wait=True)
-
