@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
@@ -77,14 +79,18 @@ class LaneRoute:
     streams: bool  # a stream goes as it is even when it did not ask for its usage
 
     def as_lua(self) -> dict[str, Any]:
-        return {"provider": self.provider, "model": self.model, "path": self.path,
+        # The provider's name for the model as a JSON string, for a body that names it
+        # otherwise (the lane writes it in place of the client's).
+        return {"provider": self.provider, "model": self.model,
+                "model_json": orjson.dumps(self.model).decode(), "path": self.path,
                 "authority": self.authority, "headers": dict(self.headers),
                 "streams": self.streams}
 
 
 def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
     """By "<client API path> <model>": what ext_proc/direct.py decides per request, decided
-    once per policy for every model with one target."""
+    once per policy for every model with one target. A model the provider names otherwise
+    has a route too: the lane renames it in the body (Passthrough.unchanged)."""
     routes = {}
     for name, model in config.models.items():
         if len(model.targets) != 1:
@@ -97,21 +103,21 @@ def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
         backend = Backend(target.provider, provider.kind, provider.base_url, target.model,
                           dict(provider.options))
         for api in ClientApi:
-            route = _route(api, name, backend)
+            route = _route(api, backend)
             if route is not None:
                 routes[f"{api.path} {name}"] = route
     return routes
 
 
-def _route(api: ClientApi, model: str, backend: Backend) -> LaneRoute | None:
+def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
     factory = translator_factory(api, backend.kind)
     translator = factory(api, backend) if factory is not None else None
     if not isinstance(translator, Passthrough):
         return None
-    upstream = translator.unchanged(ClientRequest(model))
+    upstream = translator.unchanged(ClientRequest(backend.model))
     if upstream is None:
         return None
-    streams = translator.unchanged(ClientRequest(model, stream=True)) is not None
+    streams = translator.unchanged(ClientRequest(backend.model, stream=True)) is not None
     return LaneRoute(backend.provider, backend.model, upstream.path,
                      provider_authority(backend.kind, backend.base_url),
                      {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams)

@@ -135,7 +135,9 @@ class Translator(Protocol):
 
 @runtime_checkable
 class Passthrough(Protocol):
-    """A translator that can forward some requests without reading their body."""
+    """A translator that can forward some requests without reading their body. A body that
+    names the model otherwise needs only its top-level `model` replaced by the backend's
+    (Envoy's lane does that alone: control_plane/compiler/lua/lane.lua)."""
 
     def unchanged(self, request: ClientRequest) -> UpstreamRequest | None:
         """The upstream request when the client's body goes to the backend as it is (its

@@ -3,7 +3,8 @@
 POST /v1/messages answers in Anthropic's schema (and requires x-api-key and
 anthropic-version, as Anthropic does); POST /v1/chat/completions answers in OpenAI's. A request
 with "stream": true gets the recorded SSE stream, sent in small pieces; otherwise the recorded
-JSON. GET /_last returns the last request received (path, headers, body) for assertions.
+JSON. GET /_last returns the last request received (path, headers, body parsed and raw) for
+assertions.
 
 Run alone: python -m tests.fakes.provider_server PORT
 """
@@ -50,7 +51,9 @@ class ProviderServer:
         if request.method == "GET" and path == "/_last":
             await send(writer, 200, orjson.dumps(self.last))
             return True
-        self.last = {"path": path, "headers": headers, "body": orjson.loads(request.body or b"{}")}
+        raw = request.body or b"{}"
+        self.last = {"path": path, "headers": headers, "body": orjson.loads(raw),
+                     "raw": raw.decode()}
         if path not in _REPLAYS:
             await send(writer, 404, b'{"error": "no such path"}')
             return True

@@ -47,6 +47,8 @@ models:
   claude-haiku-4-5: {{targets: [{{provider: claude}}]}}
   gpt-4.1: {{targets: [{{provider: keyless}}]}}
   gpt-4o: {{targets: [{{provider: elsewhere}}]}}
+  fast: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
+  haiku: {{targets: [{{provider: claude, model: claude-haiku-4-5}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
   claude/claude-haiku-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
@@ -135,6 +137,81 @@ def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
     assert "authorization" not in sent
     assert cost_of(usage_record(gateway.ledger_path, raw.headers["x-request-id"])) \
         == ANTHROPIC_PLAIN
+
+
+# A body whose top-level "model" is preceded by values that look like one to a careless
+# reader: a string holding `"model": "fast"`, a nested object with the same key, numbers,
+# literals and an array, written with uneven spacing.
+TRICKY_BODY = (b'{ "metadata" : {"model": "fast", "tags": ["a", {"b": [1, 2]}]},\n'
+               b' "messages": [{"role": "user", "content": "say \\"model\\": \\"fast\\" {["}],'
+               b' "n":1, "logprobs" :false, "user": null,\t"model"  :  "fast" ,"top_p": 0.5e0}')
+
+
+def test_a_renamed_model_is_rewritten_in_the_body_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """Only the top-level value changes; every other byte reaches the provider as sent."""
+    before = _messages(gateway)
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=TRICKY_BODY,
+                          timeout=10, headers={"authorization": f"Bearer {KEY}",
+                                               "content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert _messages(gateway) == before
+    sent: dict[str, Any] = fake.last
+    assert sent["raw"].encode() == TRICKY_BODY.replace(
+        b'"model"  :  "fast"', b'"model"  :  "gpt-4o-mini"')
+    assert int(sent["headers"]["content-length"]) == len(sent["raw"].encode())
+    assert sent["headers"]["authorization"] == "Bearer sk-provider"
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
+    assert (row["requested_model"], row["provider"], row["provider_model"]) == (
+        "fast", "oai", "gpt-4o-mini")
+    assert cost_of(row) == OPENAI_PLAIN
+
+
+def test_a_renamed_anthropic_stream_is_forwarded_alone_and_metered(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    before = _messages(gateway)
+    with client.messages.with_streaming_response.create(
+            model="haiku", max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": "Hello there"}]) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("event:")]
+        request_id = stream.headers["x-request-id"]
+    assert events[-1] == "event: message_stop"
+    assert _messages(gateway) == before
+    assert fake.last["body"]["model"] == "claude-haiku-4-5"
+    row = usage_record(gateway.ledger_path, request_id)
+    assert (row["requested_model"], row["provider_model"]) == ("haiku", "claude-haiku-4-5")
+    assert row["input_tokens"] > 0 and row["output_tokens"] > 0
+
+
+def test_a_large_renamed_body_is_renamed_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """Larger than Envoy's default 1 MiB buffer: the gateway's own bound holds in the lane."""
+    content = "x" * (3 * 1024 * 1024)
+    before = _messages(gateway)
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=20, json={
+        "model": "fast", "messages": [{"role": "user", "content": content}]},
+        headers={"authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200, response.text
+    assert _messages(gateway) == before
+    assert fake.last["body"] == {"model": "gpt-4o-mini",
+                                 "messages": [{"role": "user", "content": content}]}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model": "fast", "messages": [], "model": "fast"}',  # which one would a provider read?
+    b'{"model": "f\\u0061st", "messages": []}',  # the value as written is not the name
+    b'{"model": "fast", "mod\\u0065l": "fast", "messages": []}',  # a key spelt with an escape
+], ids=["named-twice", "escaped-value", "escaped-key"])
+def test_a_body_the_lane_cannot_rename_exactly_is_left_to_the_worker(
+        gateway: Gateway, fake: ProviderServer, body: bytes) -> None:
+    admission = gateway.admission_messages()
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=body, timeout=10,
+                          headers={"authorization": f"Bearer {KEY}",
+                                   "content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert gateway.admission_messages() > admission
+    assert fake.last["body"]["model"] == "gpt-4o-mini"
 
 
 def test_the_providers_path_does_not_change_the_route(

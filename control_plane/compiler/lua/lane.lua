@@ -77,6 +77,118 @@ local function caller(headers, model)
   return team_name, NAMES.key_hash_prefix .. digest
 end
 
+-- A model the provider names otherwise is renamed in the body, every other byte left as the
+-- client sent it. json_to_metadata has parsed the body already (it named the model), so this
+-- scan only finds where its top-level values start and end.
+local function skip_space(text, at)
+  return text:find("[^ \t\r\n]", at)
+end
+
+-- Where the string that opens at `at` closes.
+local function string_end(text, at)
+  local from = at + 1
+  while true do
+    local quote_or_escape = text:find('["\\]', from)
+    if quote_or_escape == nil or text:byte(quote_or_escape) == 34 then
+      return quote_or_escape
+    end
+    from = quote_or_escape + 2
+  end
+end
+
+-- Just past the value that starts at `at`.
+local function value_end(text, at)
+  local first = text:byte(at)
+  if first == 34 then
+    local close = string_end(text, at)
+    return close and close + 1
+  end
+  if first ~= 123 and first ~= 91 then  -- a number, true, false or null
+    return text:find("[,}%]%s]", at)
+  end
+  local depth, from = 0, at
+  while true do
+    local mark = text:find('[%[%]{}"]', from)
+    if mark == nil then
+      return nil
+    end
+    local byte = text:byte(mark)
+    if byte == 34 then
+      local close = string_end(text, mark)
+      if close == nil then
+        return nil
+      end
+      from = close + 1
+    else
+      depth = depth + ((byte == 123 or byte == 91) and 1 or -1)
+      from = mark + 1
+      if depth == 0 then
+        return from
+      end
+    end
+  end
+end
+
+-- The first and last byte of the top-level "model" string's contents; nil when the body names
+-- it twice, spells any top-level key with an escape (a provider could read another "model"
+-- than this scan), or is not an object.
+local function model_value(text)
+  local at = skip_space(text, 1)
+  if at == nil or text:byte(at) ~= 123 then
+    return nil
+  end
+  local first, last
+  at = skip_space(text, at + 1)
+  while at ~= nil and text:byte(at) == 34 do
+    local key_end = string_end(text, at)
+    if key_end == nil then
+      return nil
+    end
+    local key = text:sub(at + 1, key_end - 1)
+    if key:find("\\", 1, true) then
+      return nil
+    end
+    at = skip_space(text, key_end + 1)
+    if at == nil or text:byte(at) ~= 58 then
+      return nil
+    end
+    at = skip_space(text, at + 1)
+    local after = at and value_end(text, at)
+    if after == nil then
+      return nil
+    end
+    if key == "model" then
+      if first ~= nil or text:byte(at) ~= 34 then
+        return nil
+      end
+      first, last = at + 1, after - 2
+    end
+    at = skip_space(text, after)
+    if at == nil or text:byte(at) ~= 44 then
+      break
+    end
+    at = skip_space(text, at + 1)
+  end
+  return first, last
+end
+
+-- False when the worker must rename it: see model_value. The value must read as the model
+-- json_to_metadata found, so a value written with escapes goes to the worker too.
+local function rename_model(handle, model, provider_model_json)
+  local body = handle:body()
+  if body == nil then
+    return false
+  end
+  local text = body:getBytes(0, body:length())
+  local first, last = model_value(text)
+  if first == nil or text:sub(first, last) ~= model then
+    return false
+  end
+  -- Envoy sets the content-length to the new size.
+  body:setBytes(text:sub(1, first - 2) .. provider_model_json .. text:sub(last + 2))
+  return true
+end
+
 function envoy_on_request(handle)
   local metadata = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
   if metadata == nil then
@@ -102,6 +214,12 @@ function envoy_on_request(handle)
   local team, key_id = caller(headers, model)
   if team == nil or watched(team, key_id, model, route.provider) then
     return
+  end
+  if model ~= route.model then
+    if not rename_model(handle, model, route.model_json) then
+      return
+    end
+    headers = handle:headers()  -- waiting for the body ended the scope of the one taken before
   end
   for _, name in ipairs(LANE.dropped_headers) do
     headers:remove(name)

@@ -57,18 +57,22 @@ def lane_source(control_plane: ControlPlane) -> str:
     return source
 
 
-def test_only_requests_a_provider_takes_as_they_are_have_a_route() -> None:
+def test_only_requests_a_provider_takes_as_they_are_or_renamed_have_a_route() -> None:
     routes = tables()["routes"]
     assert set(routes) == {
         "/v1/chat/completions gpt-4o", "/v1/embeddings gpt-4o",
+        "/v1/chat/completions renamed", "/v1/embeddings renamed",
         "/v1/chat/completions llama", "/v1/embeddings llama",
         "/v1/messages claude-sonnet-4-5",
         "/v1/chat/completions deployment", "/v1/embeddings deployment",
-    }  # not renamed, not several targets, not a signed (Bedrock) credential
+    }  # not several targets, not a signed (Bedrock) credential
     assert routes["/v1/chat/completions gpt-4o"] == {
-        "provider": "oai", "model": "gpt-4o", "path": "/v1/chat/completions",
-        "authority": "api.openai.com", "headers": {"content-type": "application/json"},
+        "provider": "oai", "model": "gpt-4o", "model_json": '"gpt-4o"',
+        "path": "/v1/chat/completions", "authority": "api.openai.com",
+        "headers": {"content-type": "application/json"},
         "streams": False}  # a stream must ask for its usage itself
+    # The lane writes the provider's name into the body, as a JSON string.
+    assert routes["/v1/chat/completions renamed"] == routes["/v1/chat/completions gpt-4o"]
     claude = routes["/v1/messages claude-sonnet-4-5"]
     assert claude["headers"]["anthropic-version"] and claude["streams"]
     assert routes["/v1/chat/completions deployment"]["path"].startswith(
