@@ -8,6 +8,7 @@ unrecorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,11 @@ from ext_proc.translators.base import Usage
 from ext_proc.view import ProcessorView, ProviderView
 
 log = structlog.get_logger("meter")
+
+# A write the ledger refused (Redis restarting or out of pooled connections, SQLite locked
+# too long) is tried again after each of these delays. A repeat is harmless: records are
+# keyed by request and attempt, so one stored twice is kept once and charged once.
+WRITE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 ESTIMATOR: TokenEstimator = HeuristicEstimator()
 
@@ -82,6 +88,7 @@ class Meter:
         self._ledgers = ledgers
         self._metrics = metrics or AttemptMetrics(CollectorRegistry())
         self._pending: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     def submit(self, view: ProcessorView, *attempts: MeteredAttempt) -> None:
         """Count `attempts` and write their records, in one ledger write for all of them."""
@@ -100,14 +107,24 @@ class Meter:
         charged = [ChargedRecord(a.record, access.budget_rules(
             a.caller, a.record.requested_model, (a.record.provider,)),
             access.rate_limits(a.caller)) for a in attempts]
-        try:
-            ledger = await self._ledgers.get(view.state)
-            await ledger.record_usage(*charged)
-        except LedgerError as exc:
-            # The log line carries each record, so an operator can still account for them.
-            for attempt in attempts:
-                log.error("usage record not stored", error=str(exc), record=repr(attempt.record))
+        for delay in (*WRITE_RETRY_DELAYS_S, None):
+            try:
+                ledger = await self._ledgers.get(view.state)
+                await ledger.record_usage(*charged)
+                return
+            except LedgerError as exc:
+                error = exc
+            if delay is None:
+                break
+            log.warning("usage records not stored yet", error=str(error),
+                        records=len(charged), retry_in_s=delay)
+            with contextlib.suppress(TimeoutError):  # a stopping worker retries at once
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        # The log line carries each record, so an operator can still account for them.
+        for attempt in attempts:
+            log.error("usage record not stored", error=str(error), record=repr(attempt.record))
 
     async def drain(self) -> None:
+        self._stopping.set()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)

@@ -32,7 +32,7 @@ class RedisServer:
         return f"redis://{self.host}:{self.port}/0"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -48,7 +48,8 @@ def _ping(port: int) -> bool:
 
 
 @contextmanager
-def start_redis_server(workdir: Path) -> Iterator[RedisServer]:
+def start_redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """`port`: a given one, to start a server again where a stopped one was."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
@@ -56,7 +57,7 @@ def start_redis_server(workdir: Path) -> Iterator[RedisServer]:
             "(Debian/Ubuntu: apt-get install -y redis-server)",
             pytrace=False,
         )
-    port = _free_port()
+    port = port or free_port()
     log = workdir / "redis.log"
     proc = subprocess.Popen(
         [
