@@ -44,6 +44,9 @@ RESERVATION_METADATA_KEY = "reservation"
 # model, team, key_id) is what its usage record needs from the access log.
 DIRECT_HEADER = "x-switchboard-direct"
 DIRECT_METADATA_KEY = "direct"
+# Set by Envoy's lane on an OpenAI stream it asked for its usage on the client's behalf: the
+# usage event, which the client did not ask for, is taken out of the reply.
+USAGE_ADDED_HEADER = "x-switchboard-usage-added"
 # Dynamic metadata namespace of the usage fields Envoy reads from a directly forwarded JSON
 # reply (json_to_metadata), each under its dotted path in the reply's `usage` object.
 REPLY_USAGE_NAMESPACE = "switchboard.reply_usage"

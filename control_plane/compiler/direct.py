@@ -25,14 +25,15 @@ _SKIP = {"name": "skip", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}
 
 
-def skip_filter(http_filter: dict[str, Any], direct: bool) -> dict[str, Any]:
+def skip_filter(http_filter: dict[str, Any], direct: bool,
+                marker: str = DIRECT_HEADER) -> dict[str, Any]:
     """The filter, skipped for the requests admission marked as forwarded alone (`direct`),
-    or for all the others. Envoy evaluates the match when the request's headers reach the
-    filter, after admission's header mutation."""
+    or for all the others; `marker` names another mark. Envoy evaluates the match when the
+    request's headers reach the filter, after admission's header mutation."""
     marked: dict[str, Any] = {"single_predicate": {
-        "input": {"name": "direct", "typed_config": {
+        "input": {"name": "marked", "typed_config": {
             "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-            "header_name": DIRECT_HEADER}},
+            "header_name": marker}},
         "value_match": {"exact": "1"}}}
     predicate = marked if direct else {"not_matcher": marked}
     return {"name": http_filter["name"], "typed_config": any_of(

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from control_plane.compiler.direct import skip_filter
 from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
@@ -29,6 +30,7 @@ from ext_proc.contract import (
     METADATA_NAMESPACE,
     MODEL_KEY,
     STREAM_KEY,
+    USAGE_ADDED_HEADER,
     ClientApi,
 )
 from ext_proc.credentials import KEY_HEADERS
@@ -67,6 +69,16 @@ def lane_extension(config: processor_pb2.ProcessorConfig, watched: Collection[st
               "clear_route_cache": False})}
 
 
+def added_usage_filter() -> dict[str, Any]:
+    """Takes the usage event out of the OpenAI streams the lane asked for it (LaneRoute's
+    `adds_usage`): skipped for every other request, so only those pay for Lua on the reply.
+    Listed before the stream's sse_to_metadata, which therefore reads the event first."""
+    stripper = {"name": "switchboard.added_usage", "typed_config": any_of(LUA, {
+        "default_source_code": {"inline_string": _script("added_usage.lua")},
+        "stat_prefix": "added_usage"})}
+    return skip_filter(stripper, direct=False, marker=USAGE_ADDED_HEADER)
+
+
 @dataclass(frozen=True)
 class LaneRoute:
     """How a model's one provider takes a request of one client API as it is."""
@@ -77,6 +89,9 @@ class LaneRoute:
     authority: str
     headers: Mapping[str, str]
     streams: bool  # a stream goes as it is even when it did not ask for its usage
+    # Else, for OpenAI chat: the lane asks for the usage itself (stream_options), and the
+    # usage event, which the client did not ask for, is taken out of the reply.
+    adds_usage: bool = False
 
     def as_lua(self) -> dict[str, Any]:
         # The provider's name for the model as a JSON string, for a body that names it
@@ -84,7 +99,7 @@ class LaneRoute:
         return {"provider": self.provider, "model": self.model,
                 "model_json": orjson.dumps(self.model).decode(), "path": self.path,
                 "authority": self.authority, "headers": dict(self.headers),
-                "streams": self.streams}
+                "streams": self.streams, "adds_usage": self.adds_usage}
 
 
 def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
@@ -118,9 +133,12 @@ def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
     if upstream is None:
         return None
     streams = translator.unchanged(ClientRequest(backend.model, stream=True)) is not None
+    adds_usage = (not streams and api is ClientApi.OPENAI_CHAT and translator.unchanged(
+        ClientRequest(backend.model, stream=True, include_usage=True)) is not None)
     return LaneRoute(backend.provider, backend.model, upstream.path,
                      provider_authority(backend.kind, backend.base_url),
-                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams)
+                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams,
+                     adds_usage)
 
 
 def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
@@ -144,6 +162,7 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
         "dropped_headers": sorted(DROPPED_HEADERS),
         # The names the workers agree on with Envoy (ext_proc/contract.py).
         "names": {"namespace": METADATA_NAMESPACE, "direct_header": DIRECT_HEADER,
+                  "usage_added_header": USAGE_ADDED_HEADER,
                   "direct": DIRECT_METADATA_KEY, "model": MODEL_KEY, "stream": STREAM_KEY,
                   "include_usage": INCLUDE_USAGE_KEY, "client_path": CLIENT_PATH_KEY,
                   "body_size": BODY_SIZE_KEY, "key_hash_prefix": HASH_PREFIX},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.compiler.direct import forwards_directly, reply_usage, skip_filter
-from control_plane.compiler.lane import admits_in_envoy, lane_filter
+from control_plane.compiler.lane import added_usage_filter, admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
@@ -143,7 +143,8 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
     admission = [router_ext_proc(settings)] if admits(policy) else []
     if admits_in_envoy(policy):
         # The lane admits what it can; the worker admits the rest.
-        admission = [lane_filter(), skip_filter(admission[0], direct=True)]
+        admission = [lane_filter(), added_usage_filter(),
+                     skip_filter(admission[0], direct=True)]
     if forwards_directly(policy):
         admission.extend(reply_usage())
     return [

@@ -198,6 +198,48 @@ def test_a_large_renamed_body_is_renamed_by_envoy_alone(
                                  "messages": [{"role": "user", "content": content}]}
 
 
+def _stream_chunks(gateway: Gateway, model: str, **options: Any) -> tuple[list[Any], str]:
+    client = _client(gateway, KEY)
+    with client.chat.completions.with_streaming_response.create(
+            model=model, messages=CHAT, stream=True, **options) as response:  # type: ignore[arg-type]
+        return list(response.parse()), response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "fast"])
+def test_an_openai_stream_that_did_not_ask_for_its_usage_is_metered_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer, model: str) -> None:
+    """The lane asks the provider for the usage, and takes the usage event out of the reply
+    (the fake sends the stream in pieces that cut through events)."""
+    before = _messages(gateway)
+    chunks, request_id = _stream_chunks(gateway, model)
+    assert _messages(gateway) == before
+    assert fake.last["body"]["stream_options"] == {"include_usage": True}
+    assert fake.last["body"]["model"] == "gpt-4o-mini"
+    assert all(chunk.choices for chunk in chunks)  # no usage event: the client did not ask
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Bonjour à vous, ☃ 🎉!"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    row = usage_record(gateway.ledger_path, request_id)
+    assert tokens_of(row)[:3] == (1100, 6, 1024) and not row["estimated"]
+    assert row["requested_model"] == model
+
+
+def test_an_openai_stream_that_asked_for_its_usage_keeps_the_usage_event(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    before = _messages(gateway)
+    chunks, _ = _stream_chunks(gateway, "gpt-4o-mini", stream_options={"include_usage": True})
+    assert _messages(gateway) == before
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 1100
+
+
+def test_stream_options_that_decline_the_usage_are_left_to_the_worker(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    admission = gateway.admission_messages()
+    chunks, _ = _stream_chunks(gateway, "gpt-4o-mini", stream_options={"include_usage": False})
+    assert gateway.admission_messages() > admission
+    assert fake.last["body"]["stream_options"] == {"include_usage": True}  # the worker's
+    assert all(chunk.choices for chunk in chunks)
+
+
 @pytest.mark.parametrize("body", [
     b'{"model": "fast", "messages": [], "model": "fast"}',  # which one would a provider read?
     b'{"model": "f\\u0061st", "messages": []}',  # the value as written is not the name

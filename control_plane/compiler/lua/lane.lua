@@ -77,7 +77,8 @@ local function caller(headers, model)
   return team_name, NAMES.key_hash_prefix .. digest
 end
 
--- A model the provider names otherwise is renamed in the body, every other byte left as the
+-- The body's two possible changes: a model the provider names otherwise is renamed, and an
+-- OpenAI stream that did not ask for its usage asks for it; every other byte stays as the
 -- client sent it. json_to_metadata has parsed the body already (it named the model), so this
 -- scan only finds where its top-level values start and end.
 local function skip_space(text, at)
@@ -129,16 +130,17 @@ local function value_end(text, at)
   end
 end
 
--- The first and last byte of the top-level "model" string's contents; nil when the body names
--- it twice, spells any top-level key with an escape (a provider could read another "model"
--- than this scan), or is not an object.
-local function model_value(text)
-  local at = skip_space(text, 1)
-  if at == nil or text:byte(at) ~= 123 then
+-- Where the body opens, the first and last byte of its top-level "model" string's contents,
+-- and whether it has top-level "stream_options"; nil when the body names "model" twice, spells
+-- any top-level key with an escape (a provider could read another "model" than this scan),
+-- or is not an object.
+local function top_level(text)
+  local open = skip_space(text, 1)
+  if open == nil or text:byte(open) ~= 123 then
     return nil
   end
-  local first, last
-  at = skip_space(text, at + 1)
+  local first, last, has_options
+  local at = skip_space(text, open + 1)
   while at ~= nil and text:byte(at) == 34 do
     local key_end = string_end(text, at)
     if key_end == nil then
@@ -163,29 +165,41 @@ local function model_value(text)
       end
       first, last = at + 1, after - 2
     end
+    has_options = has_options or key == "stream_options"
     at = skip_space(text, after)
     if at == nil or text:byte(at) ~= 44 then
       break
     end
     at = skip_space(text, at + 1)
   end
-  return first, last
+  if first == nil then
+    return nil
+  end
+  return open, first, last, has_options
 end
 
--- False when the worker must rename it: see model_value. The value must read as the model
--- json_to_metadata found, so a value written with escapes goes to the worker too.
-local function rename_model(handle, model, provider_model_json)
+local USAGE_OPTION = '"stream_options":{"include_usage":true},'
+
+-- False when the worker must change the body: see top_level. The model's value must read as
+-- the model json_to_metadata found, so a value written with escapes goes to the worker too,
+-- and so do stream options that did not ask for the usage (the worker merges into them).
+local function edit_body(handle, model, route, add_usage)
   local body = handle:body()
   if body == nil then
     return false
   end
   local text = body:getBytes(0, body:length())
-  local first, last = model_value(text)
-  if first == nil or text:sub(first, last) ~= model then
+  local open, first, last, has_options = top_level(text)
+  if open == nil or text:sub(first, last) ~= model or (add_usage and has_options) then
     return false
   end
-  -- Envoy sets the content-length to the new size.
-  body:setBytes(text:sub(1, first - 2) .. provider_model_json .. text:sub(last + 2))
+  if model ~= route.model then
+    text = text:sub(1, first - 2) .. route.model_json .. text:sub(last + 2)
+  end
+  if add_usage then
+    text = text:sub(1, open) .. USAGE_OPTION .. text:sub(open + 1)
+  end
+  body:setBytes(text)  -- Envoy sets the content-length to the new size
   return true
 end
 
@@ -202,8 +216,9 @@ function envoy_on_request(handle)
   if route == nil then
     return
   end
-  if metadata[NAMES.stream] == true
-      and not (route.streams or metadata[NAMES.include_usage] == true) then
+  local add_usage = metadata[NAMES.stream] == true
+    and not (route.streams or metadata[NAMES.include_usage] == true)
+  if add_usage and not route.adds_usage then
     return
   end
   local credential = credentials[route.provider]
@@ -215,8 +230,8 @@ function envoy_on_request(handle)
   if team == nil or watched(team, key_id, model, route.provider) then
     return
   end
-  if model ~= route.model then
-    if not rename_model(handle, model, route.model_json) then
+  if model ~= route.model or add_usage then
+    if not edit_body(handle, model, route, add_usage) then
       return
     end
     headers = handle:headers()  -- waiting for the body ended the scope of the one taken before
@@ -233,6 +248,9 @@ function envoy_on_request(handle)
     headers:replace(credential[1], credential[2])
   end
   headers:replace(NAMES.direct_header, "1")
+  if add_usage then
+    headers:replace(NAMES.usage_added_header, "1")
+  end
   handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.direct, {
     provider = route.provider, model = route.model, team = team, key_id = key_id})
 end

@@ -70,9 +70,14 @@ def test_only_requests_a_provider_takes_as_they_are_or_renamed_have_a_route() ->
         "provider": "oai", "model": "gpt-4o", "model_json": '"gpt-4o"',
         "path": "/v1/chat/completions", "authority": "api.openai.com",
         "headers": {"content-type": "application/json"},
-        "streams": False}  # a stream must ask for its usage itself
+        # A stream that did not ask for its usage: the lane asks, and takes the event out.
+        "streams": False, "adds_usage": True}
     # The lane writes the provider's name into the body, as a JSON string.
     assert routes["/v1/chat/completions renamed"] == routes["/v1/chat/completions gpt-4o"]
+    # Embeddings never stream; Anthropic's streams carry their usage anyway.
+    assert not routes["/v1/embeddings gpt-4o"]["adds_usage"]
+    claude_stream = routes["/v1/messages claude-sonnet-4-5"]
+    assert claude_stream["streams"] and not claude_stream["adds_usage"]
     claude = routes["/v1/messages claude-sonnet-4-5"]
     assert claude["headers"]["anthropic-version"] and claude["streams"]
     assert routes["/v1/chat/completions deployment"]["path"].startswith(
@@ -102,8 +107,10 @@ def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
     hcm = to_dict(listener)["filter_chains"][0]["filters"][0]["typed_config"]
     names = [f["name"] for f in hcm["http_filters"]]
     lane = names.index("switchboard.lane")
-    assert names[lane + 1] == "envoy.filters.http.ext_proc"
-    admission = hcm["http_filters"][lane + 1]["typed_config"]
+    # The usage event's remover, on the reply's way, comes after the stream's usage reader.
+    assert names[lane + 1:lane + 3] == ["switchboard.added_usage", "envoy.filters.http.ext_proc"]
+    assert names.index("switchboard.stream_usage") > lane + 1
+    admission = hcm["http_filters"][lane + 2]["typed_config"]
     assert admission["@type"].endswith("ExtensionWithMatcher")  # skipped for the lane's
     assert "switchboard.lane" in snapshot.of_type(EXTENSION)
 
