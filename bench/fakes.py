@@ -56,6 +56,9 @@ ANTHROPIC_MESSAGE = orjson.dumps({
 
 
 def chat_stream() -> bytes:
+    """As OpenAI streams with `stream_options.include_usage` (API reference, "Create chat
+    completion", streaming): the usage comes last before [DONE], in a chunk of its own whose
+    `choices` is empty."""
     words = orjson.loads(CHAT_COMPLETION)["choices"][0]["message"]["content"].split(" ")
     chunks = []
     for index in range(0, len(words), 4):
@@ -65,7 +68,9 @@ def chat_stream() -> bytes:
                            "delta": {"content": " ".join(words[index:index + 4]) + " "}}]})
     chunks.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
                    "created": 1_750_000_000, "model": "gpt-4o-mini",
-                   "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}],
+                   "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]})
+    chunks.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                   "created": 1_750_000_000, "model": "gpt-4o-mini", "choices": [],
                    "usage": {"prompt_tokens": 312, "completion_tokens": 48,
                              "total_tokens": 360}})
     return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"

@@ -2,8 +2,9 @@
 
 POST /v1/messages answers in Anthropic's schema (and requires x-api-key and
 anthropic-version, as Anthropic does); POST /v1/chat/completions answers in OpenAI's. A request
-with "stream": true gets the recorded SSE stream, sent in small pieces; otherwise the recorded
-JSON. GET /_last returns the last request received (path, headers, body parsed and raw) for
+with "stream": true gets the recorded SSE stream, sent in small pieces (with the request header
+x-fake-whole-stream, in one piece with a content-length); otherwise the recorded JSON.
+GET /_last returns the last request received (path, headers, body parsed and raw) for
 assertions.
 
 Run alone: python -m tests.fakes.provider_server PORT
@@ -21,6 +22,8 @@ import orjson
 from tests.fakes.http1 import HttpRequest, end_chunks, send, send_chunk, serve, start_chunked
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# A request header asking for a stream sent whole, with a content-length, not chunked.
+WHOLE_STREAM_HEADER = "x-fake-whole-stream"
 _REPLAYS = {
     "/v1/messages": ("anthropic", "text"),
     "/v1/chat/completions": ("openai", "text"),
@@ -65,7 +68,11 @@ class ProviderServer:
                                            "message": "invalid x-api-key"}}))
             return True
         if self.last["body"].get("stream") is True:
-            await _stream(writer, (FIXTURES / schema / "streams" / f"{case}.sse").read_bytes())
+            events = (FIXTURES / schema / "streams" / f"{case}.sse").read_bytes()
+            if headers.get(WHOLE_STREAM_HEADER):  # as some servers do: one body with a length
+                await send(writer, 200, events, "text/event-stream")
+            else:
+                await _stream(writer, events)
         else:
             await send(writer, 200,
                        (FIXTURES / schema / "responses" / f"{case}.json").read_bytes())

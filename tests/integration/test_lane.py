@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from control_plane.keys import create_key
-from tests.fakes.provider_server import ProviderServer
+from tests.fakes.provider_server import WHOLE_STREAM_HEADER, ProviderServer
 from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
@@ -221,6 +221,19 @@ def test_an_openai_stream_that_did_not_ask_for_its_usage_is_metered_by_envoy_alo
     row = usage_record(gateway.ledger_path, request_id)
     assert tokens_of(row)[:3] == (1100, 6, 1024) and not row["estimated"]
     assert row["requested_model"] == model
+
+
+@pytest.mark.parametrize("options", [{}, {"stream_options": {"include_usage": False}}],
+                         ids=["lane", "worker"])
+def test_a_stream_sent_with_a_length_loses_the_length_with_its_usage_event(
+        gateway: Gateway, fake: ProviderServer, options: dict[str, Any]) -> None:
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, json={
+        "model": "gpt-4o-mini", "messages": CHAT, "stream": True, **options},
+        headers={"authorization": f"Bearer {KEY}", WHOLE_STREAM_HEADER: "1"})
+    assert fake.last["headers"][WHOLE_STREAM_HEADER] == "1"
+    assert "content-length" not in response.headers
+    assert b'"choices":[]' not in response.content
+    assert response.content.endswith(b"data: [DONE]\n\n")
 
 
 def test_an_openai_stream_that_asked_for_its_usage_keeps_the_usage_event(

@@ -38,6 +38,9 @@ function envoy_on_response(handle)
   if status ~= "200" or not content_type:find("text/event-stream", 1, true) then
     return
   end
+  -- The reply gets shorter: a length the provider declared no longer holds (a stream
+  -- without one goes chunked, as streams usually do).
+  handle:headers():remove("content-length")
   local held = ""
   for chunk in handle:bodyChunks() do
     local complete
