@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
@@ -29,6 +29,7 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     METADATA_NAMESPACE,
     MODEL_KEY,
+    REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
     STREAM_KEY,
     ClientApi,
@@ -100,16 +101,16 @@ _USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
 
 def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAttempt | None:
     """The usage record of a request Envoy forwarded alone, from its access-log entry; None
-    when the entry is not one (or its API cannot be told)."""
+    when the entry is not one (or its API cannot be told). Every request's entry passes here,
+    so fields are looked up one by one (iterating a protobuf map runs in Python)."""
     common = entry.common_properties
     metadata = common.metadata.filter_metadata
     namespace = metadata.get(METADATA_NAMESPACE)
-    if namespace is None or DIRECT_METADATA_KEY not in namespace.fields:
+    marked = namespace.fields.get(DIRECT_METADATA_KEY) if namespace is not None else None
+    if marked is None:
         return None
-    fields = namespace.fields
-    direct = {k: v.string_value for k, v in fields[DIRECT_METADATA_KEY].struct_value.fields.items()}
-    api = client_api_for_path(fields[CLIENT_PATH_KEY].string_value
-                              if CLIENT_PATH_KEY in fields else "")
+    fields, direct = namespace.fields, marked.struct_value.fields
+    api = client_api_for_path(_text(fields, CLIENT_PATH_KEY))
     if api is None:
         return None
     status = entry.response.response_code.value
@@ -117,56 +118,74 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAt
     if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
         status = 0  # Envoy's own answer, not the provider's
     reply = metadata.get(REPLY_USAGE_NAMESPACE)
-    usage = _usage(api, {k: v.number_value for k, v in reply.fields.items()} if reply else {},
-                   status, _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
-    provider = view.providers.get(direct["provider"])
-    started = common.start_time.ToDatetime(tzinfo=UTC)
-    cost = (price(view, provider, direct["model"], usage, started)
-            if provider is not None else None)
+    usage = _usage(api, _reply_usage(reply.fields) if reply is not None else {}, status,
+                   _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
+    provider_name, model = _text(direct, "provider"), _text(direct, "model")
+    provider = view.providers.get(provider_name)
+    started = _datetime(common.start_time)
+    cost = price(view, provider, model, usage, started) if provider is not None else None
     requested = _text(fields, MODEL_KEY)
-    caller = Caller(direct.get("team", ""), direct.get("key_id", ""))
-    stream = STREAM_KEY in fields and fields[STREAM_KEY].bool_value
-    first_byte = common.time_to_first_upstream_rx_byte
+    caller = Caller(_text(direct, "team"), _text(direct, "key_id"))
+    stream = fields.get(STREAM_KEY)
+    first_byte = (_seconds(common.time_to_first_upstream_rx_byte)
+                  if stream is not None and stream.bool_value
+                  and common.HasField("time_to_first_upstream_rx_byte") else None)
     record = UsageRecord(
         time=started, request_id=entry.request.request_id, team=caller.team,
-        key_id=caller.key_id, requested_model=requested, provider=direct["provider"],
-        provider_model=direct["model"], usage=usage, cost_usd=cost, status=status,
-        outcome=outcome, latency_s=common.time_to_last_downstream_tx_byte.ToTimedelta()
-        .total_seconds(), attempt=max(common.upstream_request_attempt_count, 1),
-        ttft_s=(first_byte.ToTimedelta().total_seconds()
-                if stream and common.HasField("time_to_first_upstream_rx_byte") else None))
+        key_id=caller.key_id, requested_model=requested, provider=provider_name,
+        provider_model=model, usage=usage, cost_usd=cost, status=status, outcome=outcome,
+        latency_s=_seconds(common.time_to_last_downstream_tx_byte),
+        attempt=max(common.upstream_request_attempt_count, 1), ttft_s=first_byte)
     labels = AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
-                           direct["provider"], requested, direct["model"], caller.team)
+                           provider_name, requested, model, caller.team)
     return MeteredAttempt(record, caller, labels)
 
 
-def _text(fields: Mapping[str, Any], key: str) -> str:
-    return fields[key].string_value if key in fields else ""
+def _text(fields: Any, key: str) -> str:
+    value = fields.get(key)
+    return value.string_value if value is not None else ""
 
 
-def _usage(api: ClientApi, reply: Mapping[str, float], status: int, body_size: str,
+def _datetime(timestamp: Any) -> datetime:
+    """A protobuf Timestamp, to the microsecond (its own ToDatetime is Python, and slower)."""
+    return datetime.fromtimestamp(timestamp.seconds, UTC).replace(
+        microsecond=timestamp.nanos // 1000)
+
+
+def _seconds(duration: Any) -> float:
+    return float(duration.seconds + duration.nanos / 1e9)
+
+
+# Each usage field the listener reads into metadata, with its place in the reply's object.
+_REPLY_USAGE_PATHS = tuple((name, name.split(".")) for name in REPLY_USAGE_FIELDS)
+
+
+def _reply_usage(fields: Any) -> dict[str, Any]:
+    """The reply's `usage` object as it wrote it, from the fields json_to_metadata or
+    sse_to_metadata found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles)."""
+    usage: dict[str, Any] = {}
+    for name, path in _REPLY_USAGE_PATHS:
+        value = fields.get(name)
+        if value is None:
+            continue
+        number = value.number_value
+        node = usage
+        for parent in path[:-1]:
+            node = node.setdefault(parent, {})
+        node[path[-1]] = int(number) if number.is_integer() else number
+    return usage
+
+
+def _usage(api: ClientApi, reply: Mapping[str, Any], status: int, body_size: str,
            reply_bytes: int) -> TokenUsage:
     if reply:
-        return token_usage(_USAGE_READERS[api](_nested(reply)))
+        return token_usage(_USAGE_READERS[api](reply))
     if not 200 <= status < 300:
         return TokenUsage()
     # Served, but the reply named no usage: estimated from the sizes, as the worker would.
     output = (0 if api is ClientApi.OPENAI_EMBEDDINGS
               else math.ceil(reply_bytes / BYTES_PER_TOKEN_FLOOR))
     return estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
-
-
-def _nested(dotted: Mapping[str, float]) -> dict[str, Any]:
-    """{"a.b": 1.0} -> {"a": {"b": 1}}: the usage object as the reply wrote it (metadata
-    holds every number as a double)."""
-    nested: dict[str, Any] = {}
-    for path, value in dotted.items():
-        *parents, leaf = path.split(".")
-        node = nested
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = int(value) if value.is_integer() else value
-    return nested
 
 
 def _outcome(flags: al.ResponseFlags, status: int) -> Outcome:
