@@ -23,25 +23,43 @@ def forwards_directly(policy: Policy) -> bool:
 
 _SKIP = {"name": "skip", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}
+_MATCHING = "envoy.extensions.common.matching.v3.ExtensionWithMatcher"
 
 
-def skip_filter(http_filter: dict[str, Any], direct: bool,
-                marker: str = DIRECT_HEADER) -> dict[str, Any]:
-    """The filter, skipped for the requests admission marked as forwarded alone (`direct`),
-    or for all the others; `marker` names another mark. Envoy evaluates the match when the
-    request's headers reach the filter, after admission's header mutation."""
-    marked: dict[str, Any] = {"single_predicate": {
+def _marked(marker: str) -> dict[str, Any]:
+    return {"single_predicate": {
         "input": {"name": "marked", "typed_config": {
             "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
             "header_name": marker}},
         "value_match": {"exact": "1"}}}
-    predicate = marked if direct else {"not_matcher": marked}
-    return {"name": http_filter["name"], "typed_config": any_of(
-        "envoy.extensions.common.matching.v3.ExtensionWithMatcher", {
-            "extension_config": http_filter,
-            "xds_matcher": {"matcher_list": {"matchers": [
-                {"predicate": predicate, "on_match": {"action": _SKIP}}]}},
-        })}
+
+
+def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER) -> dict[str, Any]:
+    """The filter, skipped for every request without `marker` (by default: those admission
+    did not mark as forwarded alone). Envoy evaluates the match when the request's headers
+    reach the filter, after admission's header mutation."""
+    return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
+        "extension_config": http_filter,
+        "xds_matcher": {"matcher_list": {"matchers": [
+            {"predicate": {"not_matcher": _marked(marker)}, "on_match": {"action": _SKIP}}]}},
+    })}
+
+
+def unless_direct(http_filter: dict[str, Any]) -> dict[str, Any]:
+    """The filter, for the requests admission did not mark as forwarded alone. Envoy builds a
+    skipped filter anyway, and an ext_proc filter costs ~10 µs to build downstream and ~30 µs
+    upstream even when it never runs (measured); the composite filter builds the one it
+    delegates to only when its matcher selects it, so a request forwarded alone pays ~5 µs."""
+    build = {"name": "build", "typed_config": any_of(
+        "envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
+        {"typed_config": http_filter})}
+    return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
+        "extension_config": {"name": "composite", "typed_config": any_of(
+            "envoy.extensions.filters.http.composite.v3.Composite", {})},
+        "xds_matcher": {"matcher_list": {"matchers": [
+            {"predicate": {"not_matcher": _marked(DIRECT_HEADER)},
+             "on_match": {"action": build}}]}},
+    })}
 
 
 def strip_internal_headers() -> dict[str, Any]:
@@ -78,7 +96,7 @@ def reply_usage() -> list[dict[str, Any]]:
                 "envoy.extensions.content_parsers.json.v3.JsonContentParser",
                 # Anthropic's message_start nests its usage in the message.
                 {"rules": [{"rule": rule} for rule in rules() + rules("message")]})}}})}
-    return [skip_filter(json_reply, direct=False), skip_filter(stream, direct=False)]
+    return [only_marked(json_reply), only_marked(stream)]
 
 
 def _typed_struct(type_name: str, value: dict[str, Any]) -> dict[str, Any]:

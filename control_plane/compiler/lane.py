@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from control_plane.compiler.direct import skip_filter
+from control_plane.compiler.direct import only_marked
 from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
@@ -76,7 +76,7 @@ def added_usage_filter() -> dict[str, Any]:
     stripper = {"name": "switchboard.added_usage", "typed_config": any_of(LUA, {
         "default_source_code": {"inline_string": _script("added_usage.lua")},
         "stat_prefix": "added_usage"})}
-    return skip_filter(stripper, direct=False, marker=USAGE_ADDED_HEADER)
+    return only_marked(stripper, USAGE_ADDED_HEADER)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.compiler.direct import forwards_directly, reply_usage, skip_filter
+from control_plane.compiler.direct import forwards_directly, reply_usage, unless_direct
 from control_plane.compiler.lane import added_usage_filter, admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
@@ -144,7 +144,7 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
     if admits_in_envoy(policy):
         # The lane admits what it can; the worker admits the rest.
         admission = [lane_filter(), added_usage_filter(),
-                     skip_filter(admission[0], direct=True)]
+                     unless_direct(admission[0])]
     if forwards_directly(policy):
         admission.extend(reply_usage())
     return [

@@ -111,7 +111,13 @@ def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
     assert names[lane + 1:lane + 3] == ["switchboard.added_usage", "envoy.filters.http.ext_proc"]
     assert names.index("switchboard.stream_usage") > lane + 1
     admission = hcm["http_filters"][lane + 2]["typed_config"]
-    assert admission["@type"].endswith("ExtensionWithMatcher")  # skipped for the lane's
+    # Built only for requests the lane did not admit: a composite delegates to it.
+    assert admission["extension_config"]["typed_config"]["@type"].endswith(".Composite")
+    [matcher] = admission["xds_matcher"]["matcher_list"]["matchers"]
+    header = matcher["predicate"]["not_matcher"]["single_predicate"]["input"]["typed_config"]
+    assert header["header_name"] == "x-switchboard-direct"
+    built = matcher["on_match"]["action"]["typed_config"]["typed_config"]
+    assert built["typed_config"]["@type"].endswith("ext_proc.v3.ExternalProcessor")
     assert "switchboard.lane" in snapshot.of_type(EXTENSION)
 
 
