@@ -62,6 +62,12 @@ def _metering(args: argparse.Namespace) -> None:
     print("saved", save(args.name, run(args)))
 
 
+def _filters(args: argparse.Namespace) -> None:
+    from bench.filters import run
+
+    print("saved", save(args.name, run(args)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from bench.report import write_report
 
@@ -95,6 +101,12 @@ def main() -> None:
         "metering", help="a worker's CPU per forwarded request's access-log entry")
     metering_arguments(metering)
     metering.set_defaults(run=_metering)
+
+    from bench.filters import add_arguments as filters_arguments
+
+    filters = commands.add_parser("filters", help="each Envoy filter's cost, amplified")
+    filters_arguments(filters)
+    filters.set_defaults(run=_filters)
 
     report = commands.add_parser("report", help="tables and plot for docs/benchmarks.md")
     report.add_argument("--output", default="docs/benchmarks-throughput.svg")

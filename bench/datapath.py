@@ -152,8 +152,8 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
 
-def _http(url: str, body: bytes | None = None, timeout: float = 2.0,
-          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http_request(url: str, body: bytes | None = None, timeout: float = 2.0,
+                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET",
                                      headers={"content-type": "application/json",
                                               **(headers or {})})
@@ -166,7 +166,7 @@ def _http(url: str, body: bytes | None = None, timeout: float = 2.0,
         return 0, b""
 
 
-def _wait(check: Any, what: str, timeout_s: float = 60.0) -> None:
+def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
@@ -175,7 +175,8 @@ def _wait(check: Any, what: str, timeout_s: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def _envoy(config: dict[str, Any], work: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+def envoy_process(config: dict[str, Any], work: Path,
+                  name: str) -> Iterator[subprocess.Popen[bytes]]:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = (work / f"{name}.log").open("wb")
@@ -210,14 +211,14 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str,
         def ready() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"switchboard exited:\n{(work / 'switchboard.log').read_text()}")
-            status, body = _http(f"http://127.0.0.1:{ports[2]}/status")
-            if status != 200 or _http(url + "/v1/models", headers=headers)[0] != 200:
+            status, body = http_request(f"http://127.0.0.1:{ports[2]}/status")
+            if status != 200 or http_request(url + "/v1/models", headers=headers)[0] != 200:
                 return False
             clients = orjson.loads(body)["clients"]
             workers_acked = [c for c in clients if c["node"].startswith("ext-proc-")
                              and c["acked"]]
             return len(workers_acked) == workers
-        _wait(ready, "switchboard")
+        wait_until(ready, "switchboard")
         pids = {"control_plane": process.pid}
         for pid in children(process.pid):
             argv = command_line(pid)
@@ -272,7 +273,7 @@ def wrk(binary: str, target: Target, path: str, body: bytes, connections: int,
 
 def _probe(target: Target, path: str, body: bytes, stream: bool) -> None:
     """One request before measuring: the right answer, or no numbers at all."""
-    status, answer = _http(target.url + path, body, timeout=10, headers=target.headers)
+    status, answer = http_request(target.url + path, body, timeout=10, headers=target.headers)
     expected = b"data: " if stream else b'"choices"' if target.name == "switchboard" else b"{"
     if status != 200 or expected not in answer:
         raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
@@ -303,13 +304,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        with _envoy(fakes.upstream_config(upstream_port, free_port()), work, "upstream") as up, \
-                _envoy(fakes.plain_proxy_config(plain_port, free_port(), upstream_port), work,
-                       "plain") as plain_process, \
+        upstream = fakes.upstream_config(upstream_port, free_port())
+        plain_config = fakes.plain_proxy_config(plain_port, free_port(), upstream_port)
+        with envoy_process(upstream, work, "upstream") as up, \
+                envoy_process(plain_config, work, "plain") as plain_process, \
                 _switchboard(policy, work, args.workers, args.log_level, headers) as switchboard:
             plain = Target("plain", f"http://127.0.0.1:{plain_port}", {"envoy": plain_process.pid})
-            _wait(lambda: _http(plain.url + fakes.OPENAI_BASE + "/chat/completions",
-                                b"{}")[0] == 200, "plain envoy")
+            wait_until(lambda: http_request(plain.url + fakes.OPENAI_BASE + "/chat/completions",
+                                            b"{}")[0] == 200, "plain envoy")
             for name in args.scenarios:
                 scenario = SCENARIOS[name]
                 paths = {"plain": scenario.plain_path, "switchboard": "/v1/chat/completions"}
