@@ -1,4 +1,4 @@
-"""Runs N worker processes, each on its own Unix socket, and restarts any that dies.
+"""Runs N worker processes, each on its own Unix socket, and restarts any that dies or hangs.
 
 Envoy keeps one HTTP/2 connection per worker socket and balances across them round-robin;
 SO_REUSEPORT would not spread load across Python processes. The workers publish snapshots of
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from ext_proc.liveness import answers
 from ext_proc.pool_metrics import (
     METRICS_DIR_ENV,
     create_metrics_dir,
@@ -50,6 +51,12 @@ class PoolSettings:
     secrets_dir: str
     log_level: str = "info"
     node_prefix: str = "ext-proc"
+    # A serving worker is pinged this often; one that misses this many pings in a row (each
+    # unanswered within the timeout) has hung, and is killed to be restarted. A loaded
+    # worker answers in milliseconds: its event loop takes the ping between messages.
+    ping_interval_s: float = 1.0
+    ping_timeout_s: float = 2.0
+    ping_misses: int = 3
 
 
 class WorkerPool:
@@ -119,7 +126,9 @@ class WorkerPool:
             await asyncio.to_thread(socket.unlink, missing_ok=True)
             process = await self._spawn(index)
             self._processes[index] = process
+            watchdog = asyncio.create_task(self._kill_if_hung(index, process, socket))
             code = await process.wait()
+            watchdog.cancel()
             served = await asyncio.to_thread(socket.exists)
             failed_starts = 0 if served else failed_starts + 1
             if self._stopping:
@@ -128,6 +137,20 @@ class WorkerPool:
             delay = restart_delay(failed_starts)
             log.error("worker exited; restarting", worker=index, code=code, delay_s=delay)
             await asyncio.sleep(delay)
+
+    async def _kill_if_hung(self, index: int, process: asyncio.subprocess.Process,
+                            socket: Path) -> None:
+        """Kills a serving worker that stopped answering; `_keep_running` restarts it."""
+        s, misses = self._settings, 0
+        while misses < s.ping_misses:
+            await asyncio.sleep(s.ping_interval_s)
+            if not await asyncio.to_thread(socket.exists):
+                continue  # still starting: it binds its socket after its first policy
+            misses = 0 if await answers(str(socket), s.ping_timeout_s) else misses + 1
+        log.error("worker stopped answering; killing it", worker=index, pid=process.pid,
+                  missed_pings=misses)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         s = self._settings

@@ -18,6 +18,7 @@ from control_plane.logs import configure_logging
 from ext_proc.config_client import ConfigClient
 from ext_proc.gate import Gate
 from ext_proc.ledgers import Ledgers, default_state_dir
+from ext_proc.liveness import add_liveness
 from ext_proc.meter import Meter
 from ext_proc.metering.admission_metrics import AdmissionMetrics
 from ext_proc.metering.metrics import AttemptMetrics
@@ -55,6 +56,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
         Processor(config, gate, meter), server)
     releaser = ReservationReleaser(lambda: config.view, ledgers, meter)
     als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
+    add_liveness(server)  # the pool's ping
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")

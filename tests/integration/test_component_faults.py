@@ -3,6 +3,7 @@ a config Envoy refuses. Real Envoy, real workers, real control plane."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -111,6 +112,26 @@ def test_a_killed_worker_is_restarted_and_serves_within_2s_without_restarting_en
     assert traffic.statuses.count(200) > 20
     assert set(traffic.statuses) <= {200, 503}
     assert traffic.statuses.count(503) <= 2
+
+
+def test_a_hung_worker_is_killed_and_replaced_while_the_other_serves(gateway: Gateway) -> None:
+    """Stopped (SIGSTOP): alive, its socket bound, answering nothing. The pool's pings go
+    unanswered (3 in a row, each given 2 s, 1 s apart), so it is killed and restarted."""
+    before = worker_pids(gateway.process.pid)
+    os.kill(before["ext-proc-1"], signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        wait_until(lambda: worker_pids(gateway.process.pid).get("ext-proc-1")
+                   not in (None, before["ext-proc-1"]), 20.0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(before["ext-proc-1"], signal.SIGCONT)
+    replaced_after = time.monotonic() - stopped_at
+    assert replaced_after > 3.0  # three missed pings, not sooner
+    assert '"event":"worker stopped answering; killing it"' in gateway.log()
+    with Traffic(gateway.url) as traffic:
+        time.sleep(1.0)
+    assert set(traffic.statuses) == {200}
 
 
 @pytest.mark.parametrize(("path", "schema_key"), [
