@@ -15,8 +15,8 @@ the only control plane always leads.
 
 With a SQLite ledger the workers' file must be on this host (``switchboard up``, or the systemd
 units sharing ``/var/lib/switchboard``). In Kubernetes each gateway pod keeps its own SQLite
-file, out of the control plane's reach: there the loop leaves SQLite alone and every worker's
-``reserve`` does the expiry.
+file, out of the control plane's reach: there the loop leaves SQLite alone, every worker's
+``reserve`` does the expiry and the workers apply the retention (ext_proc/retention.py).
 """
 
 from __future__ import annotations

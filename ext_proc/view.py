@@ -83,6 +83,8 @@ class ProcessorView:
     state: StateView = field(default_factory=StateView)
     # Admission may hand a request to Envoy to forward alone (ext_proc/direct.py).
     direct_forwarding: bool = False
+    # Usage records older than this are deleted from a SQLite ledger (ext_proc/retention.py).
+    usage_retention_s: int = 0
 
     @classmethod
     def empty(cls) -> ProcessorView:
@@ -131,4 +133,5 @@ async def build_view(version: str, config: processor_pb2.ProcessorConfig,
     state = StateView(config.state.backend or "sqlite", config.state.path, config.state.url_ref)
     # Building the price table loads genai-prices' data: off the event loop.
     access = await asyncio.to_thread(build_access, config)
-    return ProcessorView(version, providers, models, access, state, config.direct_forwarding)
+    return ProcessorView(version, providers, models, access, state, config.direct_forwarding,
+                         config.state.usage_retention_s)

@@ -24,6 +24,7 @@ from ext_proc.metering.admission_metrics import AdmissionMetrics
 from ext_proc.metering.metrics import AttemptMetrics
 from ext_proc.pool_metrics import METRICS_DIR_ENV, SnapshotPublisher
 from ext_proc.release import ReservationReleaser
+from ext_proc.retention import prune_periodically
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 from ext_proc.server import Processor
 
@@ -55,6 +56,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     ep_grpc.add_ExternalProcessorServicer_to_server(
         Processor(config, gate, meter), server)
     releaser = ReservationReleaser(lambda: config.view, ledgers, meter)
+    pruning = asyncio.create_task(prune_periodically(lambda: config.view, ledgers))
     als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
     add_liveness(server)  # the pool's ping
     with contextlib.suppress(FileNotFoundError):
@@ -68,6 +70,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(GRACE_S)
+    pruning.cancel()
     await meter.drain()
     await releaser.drain()
     await ledgers.close()

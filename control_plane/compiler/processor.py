@@ -5,6 +5,7 @@ Credentials stay references; each worker resolves them itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,8 +87,10 @@ def _sections(policy: Policy) -> dict[str, Any]:
     prices = {key: {field: str(value) for field, value in price.model_dump().items()
                     if value is not None}
               for key, price in policy.prices.items()}
+    retention = policy.state.usage_retention
     state = {"backend": policy.state.backend, "path": policy.state.path or "",
-             "url_ref": policy.state.url or ""}
+             "url_ref": policy.state.url or "",
+             "usage_retention_s": math.ceil(retention) if retention is not None else 0}
     return {"providers": providers, "teams": teams, "budgets": budgets, "prices": prices,
             "state": state, "direct_forwarding": forwards_directly(policy)}
 

@@ -355,9 +355,10 @@ class State(Strict):
         default=None, description="Reference to the Redis URL (it may carry a password).")
     usage_retention: Duration | None = Field(
         default=None, description=(
-            "Delete usage records older than this (e.g. 90d); the control plane's "
-            "housekeeping does it. Default: keep them (Redis caps its stream at about a "
-            "million records either way)."))
+            "Delete usage records older than this (e.g. 90d): the control plane's "
+            "housekeeping does it, and the workers for the SQLite file they write (in "
+            "Kubernetes, out of the control plane's reach). Default: keep them (Redis caps "
+            "its stream at about a million records either way)."))
 
 
 class Policy(Strict):

@@ -122,14 +122,16 @@ class Price(_message.Message):
     def __init__(self, input_per_mtok: _Optional[str] = ..., output_per_mtok: _Optional[str] = ..., cached_read_per_mtok: _Optional[str] = ..., cache_write_per_mtok: _Optional[str] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("backend", "path", "url_ref")
+    __slots__ = ("backend", "path", "url_ref", "usage_retention_s")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     URL_REF_FIELD_NUMBER: _ClassVar[int]
+    USAGE_RETENTION_S_FIELD_NUMBER: _ClassVar[int]
     backend: str
     path: str
     url_ref: str
-    def __init__(self, backend: _Optional[str] = ..., path: _Optional[str] = ..., url_ref: _Optional[str] = ...) -> None: ...
+    usage_retention_s: int
+    def __init__(self, backend: _Optional[str] = ..., path: _Optional[str] = ..., url_ref: _Optional[str] = ..., usage_retention_s: _Optional[int] = ...) -> None: ...
 
 class Provider(_message.Message):
     __slots__ = ("kind", "base_url", "api_key_ref", "options", "credential_refs", "list_prices")
