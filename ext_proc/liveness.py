@@ -36,6 +36,6 @@ async def answers(socket_path: str, timeout_s: float) -> bool:
                                    response_deserializer=_identity)
         try:
             await ping(b"", timeout=timeout_s)
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, OSError):
             return False
     return True

@@ -144,6 +144,8 @@ class WorkerPool:
         s, misses = self._settings, 0
         while misses < s.ping_misses:
             await asyncio.sleep(s.ping_interval_s)
+            if self._stopping:
+                return  # a stopping worker refuses new calls while it drains its records
             if not await asyncio.to_thread(socket.exists):
                 continue  # still starting: it binds its socket after its first policy
             misses = 0 if await answers(str(socket), s.ping_timeout_s) else misses + 1
