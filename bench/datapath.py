@@ -81,9 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "admits the requests it forwards alone, with no worker call")
     parser.add_argument("--log-level", default="info",
                         help="Switchboard's log level (info logs one line per attempt)")
+    parser.add_argument("--litellm", default=None,
+                        help="LiteLLM's `litellm` command (default: on PATH); run alongside "
+                             "when found")
+    parser.add_argument("--litellm-workers", type=int, default=2)
     parser.add_argument("--label", default="", help="what this run measures (recorded)")
     parser.add_argument("--name", default="datapath", help="results file: results/NAME.json")
 
+
+CHAT_PATH = "/chat/completions"
 
 # The key the load sends on a full-path run; its hash is the bench team's only key.
 BENCH_KEY = "sb-bench-datapath-key"
@@ -294,55 +300,70 @@ def measure(binary: str, target: Target, path: str, body: bytes, connections: in
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.others import litellm, litellm_binary
+
     binary = ensure_wrk()
     upstream_port, plain_port = free_port(), free_port()
     policy = datapath_policy(upstream_port, args.filler_models, args.full_path,
                              reply_cost=not args.no_reply_cost,
                              envoy_admission=args.envoy_admission)
     headers = {"authorization": f"Bearer {BENCH_KEY}"} if args.full_path else {}
-    print(f"LiteLLM, Portkey: skipped ({_others_reason()})", file=sys.stderr)
+    litellm_command = litellm_binary(args.litellm)
+    print(f"LiteLLM: {litellm_command or 'skipped (not installed)'}; Portkey: skipped (it "
+          "binds every interface; these runs stay on loopback)", file=sys.stderr)
+    scenarios = [SCENARIOS[name] for name in args.scenarios]
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         upstream = fakes.upstream_config(upstream_port, free_port())
         plain_config = fakes.plain_proxy_config(plain_port, free_port(), upstream_port)
-        with envoy_process(upstream, work, "upstream") as up, \
-                envoy_process(plain_config, work, "plain") as plain_process, \
-                _switchboard(policy, work, args.workers, args.log_level, headers) as switchboard:
-            plain = Target("plain", f"http://127.0.0.1:{plain_port}", {"envoy": plain_process.pid})
-            wait_until(lambda: http_request(plain.url + fakes.OPENAI_BASE + "/chat/completions",
-                                            b"{}")[0] == 200, "plain envoy")
-            for name in args.scenarios:
-                scenario = SCENARIOS[name]
-                paths = {"plain": scenario.plain_path, "switchboard": "/v1/chat/completions"}
-                body = fakes.chat_request(scenario.model, scenario.stream,
-                                          scenario.include_usage)
-                for target in (plain, switchboard):
-                    _probe(target, paths[target.name], body, scenario.stream)
-                    wrk(binary, target, paths[target.name], body, 16, 2, work)  # warm-up
-                for connections in args.connections:
-                    for round_ in range(args.rounds):
-                        for target in (plain, switchboard):
-                            result = measure(binary, target, paths[target.name], body,
-                                             connections, args.duration, work)
-                            result.update(scenario=name, target=target.name,
-                                          connections=connections, round=round_,
-                                          upstream_cpu_s=None)
-                            runs.append(result)
-                            print(f"{name:<10} {target.name:<11} c={connections:<3} "
-                                  f"{result['rps']:>8.0f} rps  p50 {result.get('p50_ms', 0):.3f} ms"
-                                  f"  {result['cpu_us_per_request_total']:.0f} us CPU/req",
-                                  file=sys.stderr)
-            up_cpu = sample(up.pid).cpu_s
+        up = stack.enter_context(envoy_process(upstream, work, "upstream"))
+        plain_process = stack.enter_context(envoy_process(plain_config, work, "plain"))
+        targets = [Target("plain", f"http://127.0.0.1:{plain_port}",
+                          {"envoy": plain_process.pid}),
+                   stack.enter_context(
+                       _switchboard(policy, work, args.workers, args.log_level, headers))]
+        if litellm_command:
+            targets.append(stack.enter_context(litellm(
+                litellm_command, upstream_port, scenarios, work, args.litellm_workers)))
+        wait_until(lambda: http_request(targets[0].url + fakes.OPENAI_BASE + CHAT_PATH,
+                                        b"{}")[0] == 200, "plain envoy")
+        for scenario in scenarios:
+            # Another gateway serves what plain Envoy serves: OpenAI's schema, untranslated.
+            serving = [t for t in targets if t.name in ("plain", "switchboard")
+                       or scenario.plain_path.endswith(CHAT_PATH)]
+            runs += _scenario(binary, scenario, serving, args, work)
+        up_cpu = sample(up.pid).cpu_s
     return {"label": args.label, "settings": {k: v for k, v in vars(args).items()
                                               if k not in ("run",)},
             "upstream_cpu_s_total": up_cpu, "runs": runs, "summary": summarize(runs)}
 
 
-def _others_reason() -> str:
-    missing = [name for name, command in (("LiteLLM", "litellm"), ("Portkey", "portkey"))
-               if shutil.which(command) is None]
-    return ("not installed: " + ", ".join(missing)) if missing else "not wired into this harness"
+def _scenario(binary: str, scenario: Scenario, targets: list[Target],
+              args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """Every target at every connection count, interleaved round by round."""
+    body = fakes.chat_request(scenario.model, scenario.stream, scenario.include_usage)
+
+    def path(target: Target) -> str:
+        return scenario.plain_path if target.name == "plain" else "/v1" + CHAT_PATH
+
+    for target in targets:
+        _probe(target, path(target), body, scenario.stream)
+        wrk(binary, target, path(target), body, 16, 2, work)  # warm-up
+    runs = []
+    for connections in args.connections:
+        for round_ in range(args.rounds):
+            for target in targets:
+                result = measure(binary, target, path(target), body, connections,
+                                 args.duration, work)
+                result.update(scenario=scenario.name, target=target.name,
+                              connections=connections, round=round_, upstream_cpu_s=None)
+                runs.append(result)
+                print(f"{scenario.name:<10} {target.name:<11} c={connections:<3} "
+                      f"{result['rps']:>8.0f} rps  p50 {result.get('p50_ms', 0):.3f} ms"
+                      f"  {result['cpu_us_per_request_total']:.0f} us CPU/req",
+                      file=sys.stderr)
+    return runs
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -352,7 +373,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                   key=lambda k: (list(SCENARIOS).index(k[0]), k[1]))
     for scenario, connections in keys:
         by_target: dict[str, dict[str, float]] = {}
-        for target in ("plain", "switchboard"):
+        names = sorted({r["target"] for r in runs if r["scenario"] == scenario
+                        and r["connections"] == connections})
+        for target in names:
             mine = [r for r in runs if r["scenario"] == scenario and
                     r["connections"] == connections and r["target"] == target]
             by_target[target] = {
@@ -373,5 +396,11 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "added_p50_ms": gateway["p50_ms"] - plain["p50_ms"],
             "switchboard_rss_mb": last[-1]["rss_mb"],
             "switchboard_cpu_us_per_request": last[-1]["cpu_us_per_request"],
+            # Other gateways in the same runs, against the same plain Envoy.
+            "others": {name: {**numbers, "throughput_ratio":
+                              numbers["rps"] / plain["rps"] if plain["rps"] else 0.0,
+                              "added_p50_ms": numbers["p50_ms"] - plain["p50_ms"]}
+                       for name, numbers in by_target.items()
+                       if name not in ("plain", "switchboard")},
         })
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -38,6 +39,19 @@ def process_table(results: dict[str, Any]) -> str:
             cells.append(f"{row['switchboard_rss_mb'].get(role, 0):.0f}")
         lines.append(f"| {row['scenario']} | {row['connections']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def others_table(results: dict[str, Any]) -> str:
+    """Other gateways measured in the same runs (bench/others.py); empty when none was."""
+    lines = ["| gateway | scenario | conns | rps | ratio to plain Envoy | added p50 ms | "
+             "CPU µs/req |", "|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        for name, other in sorted(row.get("others", {}).items()):
+            lines.append(
+                f"| {name} | {row['scenario']} | {row['connections']} | {other['rps']:,.0f} | "
+                f"**{other['throughput_ratio']:.3f}** | {other['added_p50_ms']:+.2f} | "
+                f"{other['cpu_us_per_request']:.0f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _roles(results: dict[str, Any]) -> list[str]:
@@ -98,15 +112,22 @@ def svg(series: list[tuple[str, dict[str, Any]]], metric: str, title: str,
     return "\n".join(parts) + "\n"
 
 
+def _numbered(path: Path) -> list[Any]:
+    """datapath-9 before datapath-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
+
+
 def write_report(results_dir: Path, output: Path) -> None:
     runs = []
-    for path in sorted(results_dir.glob("datapath*.json")):
+    for path in sorted(results_dir.glob("datapath*.json"), key=_numbered):
         results = json.loads(path.read_text())
         results["summary"] = summarize(results["runs"])
         runs.append((results.get("label") or path.stem, results))
         print(f"## {path.name}: {results.get('label', '')}\n")
         print(datapath_table(results) + "\n")
         print(process_table(results) + "\n")
+        if others := others_table(results):
+            print(others + "\n")
     if runs:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(svg(runs, "throughput_ratio",
