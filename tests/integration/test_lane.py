@@ -141,10 +141,10 @@ def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
 
 # A body whose top-level "model" is preceded by values that look like one to a careless
 # reader: a string holding `"model": "fast"`, a nested object with the same key, numbers,
-# literals and an array, written with uneven spacing.
+# literals, an array and a string ending in an escaped backslash, with uneven spacing.
 TRICKY_BODY = (b'{ "metadata" : {"model": "fast", "tags": ["a", {"b": [1, 2]}]},\n'
                b' "messages": [{"role": "user", "content": "say \\"model\\": \\"fast\\" {["}],'
-               b' "n":1, "logprobs" :false, "user": null,\t"model"  :  "fast" ,"top_p": 0.5e0}')
+               b' "n":1, "logprobs" :false, "user": "C:\\\\",\t"model"  :  "fast" ,"top_p": 0.5e0}')
 
 
 def test_a_renamed_model_is_rewritten_in_the_body_by_envoy_alone(
