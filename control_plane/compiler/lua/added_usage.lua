@@ -15,8 +15,17 @@ local function usage_only(event)
     and (event:find('"choices"%s*:%s*%[%s*%]') ~= nil or event:find('"choices"') == nil)
 end
 
+local LAST_EVENT_END = ".*" .. EVENT_END
+
 -- The complete events of `text` without the usage event, and the unfinished rest.
 local function split(text)
+  if not text:find('"usage"%s*:%s*{') then  -- every event but the last: one pass, no split
+    local stop = text:match(LAST_EVENT_END)
+    if stop == nil then
+      return "", text
+    end
+    return text:sub(1, stop - 1), text:sub(stop)
+  end
   local kept, from = {}, 1
   while true do
     local stop = text:match(EVENT_END, from)
