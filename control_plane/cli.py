@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     workers.add_argument("--health-port", type=int, default=None,
                          help="serve GET /healthz (200 while every worker runs) and "
                               "GET /metrics (every worker's metrics, summed) on this port")
+    workers.add_argument("--envoy-admin-port", type=int, default=None,
+                         help="Envoy's admin port on this host (the gateway pod): its "
+                              "statistics are appended to GET /metrics")
     workers.add_argument("--log-level", default="info")
     workers.set_defaults(run=_ext_proc)
 
@@ -287,6 +290,7 @@ def _control_plane(args: argparse.Namespace) -> int:
 
 def _ext_proc(args: argparse.Namespace) -> int:
     from control_plane.up import run_ext_proc
+    from ext_proc.envoy_stats import admin_stats_url
     from ext_proc.pool import PoolSettings
     from ext_proc.secrets import DEFAULT_SECRETS_DIR
 
@@ -295,7 +299,8 @@ def _ext_proc(args: argparse.Namespace) -> int:
                                                      DEFAULT_SECRETS_DIR)
     return asyncio.run(run_ext_proc(PoolSettings(
         workers=args.workers, socket_dir=args.socket_dir, xds_address=args.xds_address,
-        secrets_dir=secrets_dir, log_level=args.log_level), args.health_port))
+        secrets_dir=secrets_dir, log_level=args.log_level), args.health_port,
+        admin_stats_url(args.envoy_admin_port) if args.envoy_admin_port else None))
 
 
 def _envoy(args: argparse.Namespace) -> int:

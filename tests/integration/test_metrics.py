@@ -5,6 +5,7 @@ workers, with the semantic-convention names and labels; budgets and admission ar
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -158,6 +159,19 @@ def test_token_usage_cost_and_latency_summed_over_both_workers(oai: openai.OpenA
     assert value(text, "switchboard_ext_proc_workers", state="running") == 2
     assert "request_id" not in text and "key_id" not in text and KEY_HASH not in text
     assert httpx.get(f"http://127.0.0.1:{gateway.ext_proc_health_port}/healthz").is_success
+
+
+def test_envoys_own_statistics_are_served_with_the_workers_metrics(
+        oai: openai.OpenAI, gateway: Gateway) -> None:
+    """One scrape target per gateway: Envoy's admin stays on localhost, and the workers'
+    /metrics appends its statistics (only those that ever changed)."""
+    oai.chat.completions.create(model="gpt", messages=CHAT)  # type: ignore[arg-type]
+    text = httpx.get(f"http://127.0.0.1:{gateway.ext_proc_health_port}/metrics",
+                     timeout=10).text
+    assert value(text, "switchboard_ext_proc_workers", state="running") == 2
+    completed = re.search(r'^envoy_http_downstream_rq_completed\{[^}]*\} (\d+)', text, re.M)
+    assert completed is not None and int(completed.group(1)) >= 1
+    assert re.search(r"^# TYPE envoy_cluster_upstream_rq_total counter$", text, re.M)
 
 
 def test_unpriced_attempts_and_blocking_budgets(oai: openai.OpenAI, gateway: Gateway) -> None:

@@ -13,6 +13,7 @@
     - --socket-dir={{ $g.extProc.socketDir }}
     - --xds-address={{ include "switchboard.xdsAddress" . }}
     - --health-port={{ int $g.extProc.healthPort }}
+    - --envoy-admin-port={{ int $g.envoy.adminPort }}
     - --state-dir=/var/lib/switchboard
     {{- range $g.extProc.extraArgs }}
     - {{ . | quote }}
