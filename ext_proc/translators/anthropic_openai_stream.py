@@ -1,18 +1,38 @@
 """OpenAI chat.completion.chunk SSE rewritten as Anthropic's Messages SSE.
 
 Anthropic numbers content blocks and opens and closes each one explicitly; OpenAI streams text
-and tool-call fragments freely. A new block opens whenever the kind of fragment changes. The
-usage chunk arrives after the finish_reason, so message_delta and message_stop wait for
-[DONE] (or the end of the body); a stream cut before any finish_reason ends with an error event.
+and tool-call fragments freely. A new block opens whenever the kind of fragment changes. One
+tool call streams at a time: the fragments of any other (a provider may interleave parallel
+calls) are kept and sent whole, a block each, when the answer ends, since a closed block cannot
+take more input. The usage chunk arrives after the finish_reason, so message_delta and
+message_stop wait for [DONE] (or the end of the body); a stream cut before any finish_reason
+ends with an error event.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from ext_proc.translators.base import Translated, Usage
 from ext_proc.translators.common import STOP_REASONS, anthropic_usage, member, usage_from_openai
 from ext_proc.translators.sse import SseParser, encode, json_data
+
+
+@dataclass
+class _ToolCall:
+    """A tool call kept whole while another one streams."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+    def add(self, call: dict[str, Any]) -> None:
+        function = member(call, "function")
+        self.id = self.id or str(call.get("id") or "")
+        self.name = self.name or str(function.get("name") or "")
+        if isinstance(arguments := function.get("arguments"), str):
+            self.arguments.append(arguments)
 
 
 class OpenAIToAnthropicStream:
@@ -24,6 +44,8 @@ class OpenAIToAnthropicStream:
         self._block = -1  # index of the open Anthropic block, -1 when none is open
         self._open_kind = ""  # "text" or the OpenAI tool-call index as a string
         self._blocks = 0
+        self._streaming: tuple[int, str] | None = None  # (index, id) of the tool call that streams
+        self._kept: list[tuple[int, _ToolCall]] = []  # the others, in order of appearance
         self._stop_reason: str | None = None
         self._usage: Usage | None = None
 
@@ -65,7 +87,7 @@ class OpenAIToAnthropicStream:
                 out.extend(self._tool_call(call))
         if isinstance(reason := choice.get("finish_reason"), str):
             self._stop_reason = STOP_REASONS.get(reason, "end_turn")
-            out.extend(self._close())
+            out.extend(self._close_all())
         return out
 
     def _start(self, data: dict[str, Any]) -> list[bytes]:
@@ -80,15 +102,47 @@ class OpenAIToAnthropicStream:
         return [encode({"type": "message_start", "message": message}, "message_start")]
 
     def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
+        index, call_id = call.get("index", 0), str(call.get("id") or "")
+        index = index if isinstance(index, int) else 0
+        streaming = self._streaming
+        if streaming is not None and self._open_kind == f"tool:{streaming[0]}" and (
+                index != streaming[0] or (call_id and call_id != streaming[1])):
+            if index == streaming[0]:  # a new call reusing the index: the last one is done
+                return self._stream_tool(index, call_id, call)
+            self._keep(index, call_id, call)
+            return []
+        return self._stream_tool(index, call_id, call)
+
+    def _stream_tool(self, index: int, call_id: str, call: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []
         function = member(call, "function")
-        kind = f"tool:{call.get('index', 0)}"
-        if call.get("id") or kind != self._open_kind:
-            out.extend(self._open(kind, {"type": "tool_use", "id": str(call.get("id") or ""),
+        kind = f"tool:{index}"
+        if call_id or kind != self._open_kind:
+            out.extend(self._open(kind, {"type": "tool_use", "id": call_id,
                                          "name": str(function.get("name") or ""), "input": {}},
-                                  force=bool(call.get("id"))))
+                                  force=bool(call_id)))
+            self._streaming = (index, call_id)
         if isinstance(arguments := function.get("arguments"), str) and arguments:
             out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        return out
+
+    def _keep(self, index: int, call_id: str, call: dict[str, Any]) -> None:
+        kept = next((tool for i, tool in reversed(self._kept) if i == index), None)
+        if kept is None or (call_id and kept.id and call_id != kept.id):
+            kept = _ToolCall()
+            self._kept.append((index, kept))
+        kept.add(call)
+
+    def _close_all(self) -> list[bytes]:
+        """Closes the open block, then sends each kept tool call as a block of its own."""
+        out = self._close()
+        for index, tool in self._kept:
+            out.extend(self._open(f"tool:{index}", {"type": "tool_use", "id": tool.id,
+                                                    "name": tool.name, "input": {}}, force=True))
+            if arguments := "".join(tool.arguments):
+                out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+            out.extend(self._close())
+        self._kept, self._streaming = [], None
         return out
 
     def _open(self, kind: str, block: dict[str, Any], force: bool = False) -> list[bytes]:
@@ -118,7 +172,7 @@ class OpenAIToAnthropicStream:
             return [self._error("the provider's stream carried no answer")]
         self._ended = True
         usage = self._usage or Usage()
-        return [*self._close(),
+        return [*self._close_all(),
                 encode({"type": "message_delta",
                         "delta": {"stop_reason": self._stop_reason or "end_turn",
                                   "stop_sequence": None},
