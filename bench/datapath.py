@@ -192,7 +192,7 @@ def envoy_process(config: dict[str, Any], work: Path,
     try:
         yield process
     finally:
-        _stop(process)
+        stop_process(process)
         log.close()
 
 
@@ -234,11 +234,11 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str,
                 pids[f"worker-{argv[argv.index('--node-id') + 1].rsplit('-', 1)[-1]}"] = pid
         yield Target("switchboard", url, pids, headers)
     finally:
-        _stop(process)
+        stop_process(process)
         log.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:

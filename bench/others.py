@@ -18,7 +18,14 @@ from pathlib import Path
 
 import yaml
 
-from bench.datapath import CHAT_PATH, Scenario, Target, free_port, http_request
+from bench.datapath import (
+    CHAT_PATH,
+    Scenario,
+    Target,
+    free_port,
+    http_request,
+    stop_process,
+)
 from bench.procstat import children
 
 MASTER_KEY = "sk-bench-litellm-master"
@@ -65,10 +72,5 @@ def litellm(binary: str, upstream_port: int, scenarios: list[Scenario], work: Pa
                                             enumerate(children(process.pid))}}
         yield Target("litellm", url, pids, {"authorization": f"Bearer {MASTER_KEY}"})
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
