@@ -25,7 +25,7 @@ from control_plane.runtime import serve_admin, stop_on_signals, wait_first
 from control_plane.service import ControlPlane
 from control_plane.sources import FileSource
 from control_plane.usage import open_ledgers
-from ext_proc.envoy_stats import admin_stats_url, envoy_stats
+from ext_proc.envoy_stats import admin_stats_url, with_envoy_stats
 from ext_proc.pool import PoolSettings, WorkerPool, socket_path
 from ext_proc.secrets import DEFAULT_SECRETS_DIR
 
@@ -72,9 +72,9 @@ async def run_up(settings: UpSettings, work_dir: Path) -> int:
     pool_task = asyncio.create_task(pool.run())
     health = None
     if settings.ext_proc_health_port is not None:
-        stats_url = admin_stats_url(settings.envoy_admin_port)
         health = await serve_health(pool.healthy, "127.0.0.1", settings.ext_proc_health_port,
-                                    lambda: pool.metrics() + envoy_stats(stats_url))
+                                    with_envoy_stats(pool.metrics,
+                                                     admin_stats_url(settings.envoy_admin_port)))
     if not await pool.wait_serving():
         log.error("workers did not start serving in time; starting Envoy anyway")
     envoy = await start_envoy(BootstrapSettings(
@@ -150,9 +150,8 @@ async def run_ext_proc(settings: PoolSettings, health_port: int | None,
     pool = WorkerPool(settings)
     task = asyncio.create_task(pool.run())
     if health_port is not None:
-        def metrics() -> bytes:
-            return pool.metrics() + (envoy_stats(envoy_stats_url) if envoy_stats_url else b"")
-        await serve_health(pool.healthy, "0.0.0.0", health_port, metrics)
+        await serve_health(pool.healthy, "0.0.0.0", health_port,
+                           with_envoy_stats(pool.metrics, envoy_stats_url))
     await wait_first(stop.wait(), task)
     await pool.stop()
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 # `usedonly`: statistics that ever changed; thousands of idle cluster counters otherwise.
 STATS_PATH = "/stats/prometheus?usedonly"
@@ -30,3 +31,11 @@ def envoy_stats(url: str) -> bytes:
     except (urllib.error.URLError, OSError) as exc:
         return f"# Envoy's statistics are unavailable: {exc}\n".encode()
     return body if body.endswith(b"\n") or not body else body + b"\n"
+
+
+def with_envoy_stats(metrics: Callable[[], bytes],
+                     url: str | None) -> Callable[[], bytes]:
+    """`metrics`, followed by Envoy's statistics when `url` names its admin's."""
+    if url is None:
+        return metrics
+    return lambda: metrics() + envoy_stats(url)

@@ -10,8 +10,11 @@ local EVENT_END = "\r?\n\r?\n()"
 -- A runaway event is let through as it arrives rather than held without bound.
 local MAX_HELD = 1024 * 1024
 
+-- A usage object: the other events of such a stream carry "usage": null.
+local USAGE_OBJECT = '"usage"%s*:%s*{'
+
 local function usage_only(event)
-  return event:find('"usage"%s*:%s*{') ~= nil
+  return event:find(USAGE_OBJECT) ~= nil
     and (event:find('"choices"%s*:%s*%[%s*%]') ~= nil or event:find('"choices"') == nil)
 end
 
@@ -19,7 +22,7 @@ local LAST_EVENT_END = ".*" .. EVENT_END
 
 -- The complete events of `text` without the usage event, and the unfinished rest.
 local function split(text)
-  if not text:find('"usage"%s*:%s*{') then  -- every event but the last: one pass, no split
+  if not text:find(USAGE_OBJECT) then  -- every event but the last: one pass, no split
     local stop = text:match(LAST_EVENT_END)
     if stop == nil then
       return "", text
