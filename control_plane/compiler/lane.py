@@ -22,21 +22,24 @@ from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
+    ADMITTED_HEADER,
     BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
+    KEY_ID_HEADER,
     METADATA_NAMESPACE,
     MODEL_KEY,
     STREAM_KEY,
+    TEAM_HEADER,
     USAGE_ADDED_HEADER,
     ClientApi,
 )
 from ext_proc.credentials import KEY_HEADERS
 from ext_proc.outgoing import DROPPED_HEADERS, JSON_CONTENT_TYPE
 from ext_proc.secrets import locate
-from ext_proc.translators.base import Backend, ClientRequest, Passthrough
+from ext_proc.translators.base import Backend, ClientRequest, Passthrough, Translator
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import provider_authority
 from protos.switchboard.v1 import processor_pb2
@@ -115,8 +118,7 @@ def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
         if provider.credential_refs or (provider.api_key_ref
                                         and provider.kind not in KEY_HEADERS):
             continue  # signed or token credentials: only a worker can make them
-        backend = Backend(target.provider, provider.kind, provider.base_url, target.model,
-                          dict(provider.options))
+        backend = _backend(config, target)
         for api in ClientApi:
             route = _route(api, backend)
             if route is not None:
@@ -124,9 +126,19 @@ def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
     return routes
 
 
-def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
+def _backend(config: processor_pb2.ProcessorConfig, target: processor_pb2.Target) -> Backend:
+    provider = config.providers[target.provider]
+    return Backend(target.provider, provider.kind, provider.base_url, target.model,
+                   dict(provider.options))
+
+
+def _translator(api: ClientApi, backend: Backend) -> Translator | None:
     factory = translator_factory(api, backend.kind)
-    translator = factory(api, backend) if factory is not None else None
+    return factory(api, backend) if factory is not None else None
+
+
+def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
+    translator = _translator(api, backend)
     if not isinstance(translator, Passthrough):
         return None
     upstream = translator.unchanged(ClientRequest(backend.model))
@@ -139,6 +151,19 @@ def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
                      provider_authority(backend.kind, backend.base_url),
                      {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams,
                      adds_usage)
+
+
+def worker_attempts(config: processor_pb2.ProcessorConfig) -> list[str]:
+    """"<client API path> <model>" of the requests whose every attempt a worker processes (a
+    model with several targets, or one whose provider must translate the API): the lane may
+    admit them itself, for no admission call can forward them alone."""
+    attempts = []
+    for name, model in config.models.items():
+        backend = _backend(config, model.targets[0]) if len(model.targets) == 1 else None
+        for api in ClientApi:
+            if backend is None or not isinstance(_translator(api, backend), Passthrough):
+                attempts.append(f"{api.path} {name}")
+    return attempts
 
 
 def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
@@ -155,6 +180,10 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
     return {
         "takes_keys": bool(keys), "keys": keys, "teams": teams,
         "routes": {key: route.as_lua() for key, route in lane_routes(config).items()},
+        "attempts": dict.fromkeys(worker_attempts(config), True),
+        # Each model's providers, which the budgets close to their limit are matched against.
+        "providers": {name: [t.provider for t in model.targets]
+                      for name, model in config.models.items()},
         "credentials": {name: _credential(p, secrets_dir)
                         for name, p in config.providers.items()
                         if p.api_key_ref and p.kind in KEY_HEADERS},
@@ -162,7 +191,8 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
         "dropped_headers": sorted(DROPPED_HEADERS),
         # The names the workers agree on with Envoy (ext_proc/contract.py).
         "names": {"namespace": METADATA_NAMESPACE, "direct_header": DIRECT_HEADER,
-                  "usage_added_header": USAGE_ADDED_HEADER,
+                  "usage_added_header": USAGE_ADDED_HEADER, "admitted_header": ADMITTED_HEADER,
+                  "team_header": TEAM_HEADER, "key_id_header": KEY_ID_HEADER,
                   "direct": DIRECT_METADATA_KEY, "model": MODEL_KEY, "stream": STREAM_KEY,
                   "include_usage": INCLUDE_USAGE_KEY, "client_path": CLIENT_PATH_KEY,
                   "body_size": BODY_SIZE_KEY, "key_hash_prefix": HASH_PREFIX},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.compiler.direct import forwards_directly, reply_usage, unless_direct
+from control_plane.compiler.direct import forwards_directly, reply_usage, unless_marked
 from control_plane.compiler.lane import added_usage_filter, admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.settings import (
@@ -16,8 +16,10 @@ from control_plane.compiler.settings import (
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
+    ADMITTED_HEADER,
     BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
+    DIRECT_HEADER,
     DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
@@ -144,7 +146,7 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
     if admits_in_envoy(policy):
         # The lane admits what it can; the worker admits the rest.
         admission = [lane_filter(), added_usage_filter(),
-                     unless_direct(admission[0])]
+                     unless_marked(admission[0], DIRECT_HEADER, ADMITTED_HEADER)]
     if forwards_directly(policy):
         admission.extend(reply_usage())
     return [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from control_plane.compiler.direct import strip_internal_headers, unless_direct
+from control_plane.compiler.direct import strip_internal_headers, unless_marked
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
     ROUTE_TARGET_MODEL_KEY,
@@ -105,7 +105,7 @@ def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
     return [
         {"name": "envoy.filters.http.header_mutation", "typed_config": any_of(
             "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation", mutation)},
-        *([unless_direct(worker), strip_internal_headers()] if direct
+        *([unless_marked(worker), strip_internal_headers()] if direct
           else [worker]),
         {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
             "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})},

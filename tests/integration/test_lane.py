@@ -1,7 +1,9 @@
 """`gateway.admission: envoy`: Envoy admits a request it can forward alone with no worker call
-at all (control_plane/compiler/lane.py), and leaves every other request to the worker's exact
-admission: unknown keys, teams with rate limits or model lists that exclude the model,
-providers whose credential Envoy cannot read, and budgets close to their limit.
+at all (control_plane/compiler/lane.py), admits one that only the worker's attempts can
+process (translated, fallbacks, a body it cannot edit exactly) with no admission call, and
+leaves every other request to the worker's exact admission: unknown keys, teams with rate
+limits or model lists that exclude the model, providers whose credential Envoy cannot read,
+and budgets close to their limit.
 
 Counted with Envoy's own ext_proc statistics (admission and attempts); usage and costs
 checked against the recorded fixtures' usage, priced by hand as in test_metering.py.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -49,6 +52,8 @@ models:
   gpt-4o: {{targets: [{{provider: elsewhere}}]}}
   fast: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
   haiku: {{targets: [{{provider: claude, model: claude-haiku-4-5}}]}}
+  either: {{targets: [{{provider: oai, model: gpt-4o-mini}}, {{provider: claude,
+                                                              model: claude-haiku-4-5}}]}}
 prices:
   oai/gpt-4o-mini: {{input_per_mtok: 2, output_per_mtok: 8, cached_read_per_mtok: 1}}
   claude/claude-haiku-4-5: {{input_per_mtok: 3, output_per_mtok: 15,
@@ -244,11 +249,13 @@ def test_an_openai_stream_that_asked_for_its_usage_keeps_the_usage_event(
     assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 1100
 
 
-def test_stream_options_that_decline_the_usage_are_left_to_the_worker(
+def test_stream_options_that_decline_the_usage_are_left_to_the_workers_attempts(
         gateway: Gateway, fake: ProviderServer) -> None:
-    admission = gateway.admission_messages()
+    admission, attempts = _messages(gateway)
     chunks, _ = _stream_chunks(gateway, "gpt-4o-mini", stream_options={"include_usage": False})
-    assert gateway.admission_messages() > admission
+    # Admitted by Envoy, the body changed by the worker.
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
     assert fake.last["body"]["stream_options"] == {"include_usage": True}  # the worker's
     assert all(chunk.choices for chunk in chunks)
 
@@ -258,15 +265,51 @@ def test_stream_options_that_decline_the_usage_are_left_to_the_worker(
     b'{"model": "f\\u0061st", "messages": []}',  # the value as written is not the name
     b'{"model": "fast", "mod\\u0065l": "fast", "messages": []}',  # a key spelt with an escape
 ], ids=["named-twice", "escaped-value", "escaped-key"])
-def test_a_body_the_lane_cannot_rename_exactly_is_left_to_the_worker(
+def test_a_body_the_lane_cannot_rename_exactly_is_left_to_the_workers_attempts(
         gateway: Gateway, fake: ProviderServer, body: bytes) -> None:
-    admission = gateway.admission_messages()
+    admission, attempts = _messages(gateway)
     response = httpx.post(f"{gateway.url}/v1/chat/completions", content=body, timeout=10,
                           headers={"authorization": f"Bearer {KEY}",
                                    "content-type": "application/json"})
     assert response.status_code == 200, response.text
-    assert gateway.admission_messages() > admission
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
     assert fake.last["body"]["model"] == "gpt-4o-mini"
+    assert not any(name.startswith("x-switchboard-") for name in fake.last["headers"])
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
+    assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
+
+
+def test_a_translated_request_is_admitted_by_envoy_and_translated_by_the_worker(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """No admission call: the worker's attempt translates it, with the caller Envoy found."""
+    admission, attempts = _messages(gateway)
+    raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=CHAT, max_tokens=64)  # type: ignore[arg-type]
+    reply = raw.parse()
+    assert reply.object == "chat.completion" and reply.usage is not None
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
+    sent: dict[str, Any] = fake.last
+    assert sent["path"] == "/v1/messages"
+    assert sent["headers"]["x-api-key"] == "sk-ant-provider"  # not the gateway key
+    assert "authorization" not in sent["headers"]
+    assert not any(name.startswith("x-switchboard-") for name in sent["headers"])
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert (row["team"], row["key_id"], row["requested_model"]) == (
+        "search", KEY_HASH, "claude-haiku-4-5")
+    assert row["outcome"] == "ok" and cost_of(row) > 0
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == cost_of(row)
+
+
+def test_a_model_with_fallbacks_is_admitted_by_envoy_for_the_workers_attempts(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    admission, attempts = _messages(gateway)
+    reply = _client(gateway, KEY).chat.completions.create(
+        model="either", messages=CHAT)  # type: ignore[arg-type]
+    assert reply.usage is not None
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
 
 
 def test_the_providers_path_does_not_change_the_route(
@@ -332,6 +375,11 @@ def test_a_budget_close_to_its_limit_is_kept_exactly_by_the_worker(gateway: Gate
     # The worker reserved the request's worst case against what is left, and refused.
     assert gateway.admission_messages() > admission
     assert int(refused.value.response.headers["retry-after"]) > 0
+    # So does a request Envoy would otherwise have admitted for the worker's attempts.
+    admission = gateway.admission_messages()
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="either", messages=CHAT)  # type: ignore[arg-type]
+    assert gateway.admission_messages() > admission
 
 
 def test_the_lane_is_a_filter_configuration_of_its_own(gateway: Gateway) -> None:

@@ -28,10 +28,10 @@ class Gateway:
     ext_proc_health_port: int
 
     def worker_messages(self) -> int:
-        """ext_proc messages Envoy sent to the workers from every provider cluster: the
-        attempts' calls (Envoy's own statistics)."""
+        """ext_proc messages Envoy sent to the workers from every provider's or model's
+        cluster: the attempts' calls (Envoy's own statistics)."""
         text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/stats", timeout=5, params={
-            "filter": r"^cluster\.provider.*ext_proc\.stream_msgs_sent$"}).text
+            "filter": r"^cluster\.(provider|model)_.*ext_proc\.stream_msgs_sent$"}).text
         return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
 
     def admission_messages(self) -> int:

@@ -1,7 +1,9 @@
 -- Admission in Envoy (gateway.admission: envoy). The compiler prepends `LANE`, the policy's
 -- tables, and `sha256_hex`. A request this lane admits is forwarded alone with no worker
--- call; any other request is left untouched, for the worker to admit exactly. So this code
--- never refuses anything: whatever it is unsure of, the worker decides.
+-- call, or, when only a worker can process its attempts (a translated API, fallbacks), goes
+-- to them with no admission call; any other request is left untouched, for the worker to
+-- admit exactly. So this code never refuses anything: whatever it is unsure of, the worker
+-- decides.
 
 local NAMES = LANE.names
 
@@ -44,13 +46,20 @@ local function presented_key(headers)
   return key and key:match("^%s*(.-)%s*$")
 end
 
--- The budgets close to their limit: a request counting against one goes to the worker.
-local function watched(team, key_id, model, provider)
+-- The budgets close to their limit: a request counting against one goes to the worker. It
+-- counts against a provider's budget if any of its model's targets is that provider's.
+local function watched(team, key_id, model)
   for _, budget in ipairs(LANE.watched) do
     if (budget.team == "" or budget.team == team) and (budget.key == "" or budget.key == key_id)
-        and (budget.model == "" or budget.model == model)
-        and (budget.provider == "" or budget.provider == provider) then
-      return true
+        and (budget.model == "" or budget.model == model) then
+      if budget.provider == "" then
+        return true
+      end
+      for _, provider in ipairs(LANE.providers[model]) do
+        if provider == budget.provider then
+          return true
+        end
+      end
     end
   end
   return false
@@ -212,39 +221,15 @@ local function edit_body(handle, model, route, add_usage)
   return true
 end
 
-function envoy_on_request(handle)
-  local metadata = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
-  if metadata == nil then
-    return
-  end
-  local model, client_path = metadata[NAMES.model], metadata[NAMES.client_path]
-  if model == nil or client_path == nil or metadata[NAMES.body_size] == nil then
-    return
-  end
-  local route = LANE.routes[client_path:match("^[^?]*") .. " " .. model]
-  if route == nil then
-    return
-  end
-  local add_usage = metadata[NAMES.stream] == true
-    and not (route.streams or metadata[NAMES.include_usage] == true)
-  if add_usage and not route.adds_usage then
-    return
-  end
-  local credential = credentials[route.provider]
-  if credential == nil and LANE.credentials[route.provider] ~= nil then
-    return
-  end
-  local headers = handle:headers()
-  local team, key_id = caller(headers, model)
-  if team == nil or watched(team, key_id, model, route.provider) then
-    return
-  end
+-- Forwards the request alone to its model's one provider, after the body's edits; false
+-- when the body cannot be edited exactly, for the worker's attempts to change it.
+local function forward_alone(handle, route, model, add_usage, team, key_id)
   if model ~= route.model or add_usage then
     if not edit_body(handle, model, route, add_usage) then
-      return
+      return false
     end
-    headers = handle:headers()  -- waiting for the body ended the scope of the one taken before
   end
+  local headers = handle:headers()  -- waiting for the body ends the scope of one taken before
   for _, name in ipairs(LANE.dropped_headers) do
     headers:remove(name)
   end
@@ -253,6 +238,7 @@ function envoy_on_request(handle)
   for name, value in pairs(route.headers) do
     headers:replace(name, value)
   end
+  local credential = credentials[route.provider]
   if credential ~= nil then
     headers:replace(credential[1], credential[2])
   end
@@ -262,4 +248,50 @@ function envoy_on_request(handle)
   end
   handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.direct, {
     provider = route.provider, model = route.model, team = team, key_id = key_id})
+  return true
+end
+
+-- Admitted here, processed by the worker's attempts: they read the caller from the headers,
+-- as after the worker's admission.
+local function admit_for_attempts(handle, team, key_id)
+  local headers = handle:headers()
+  if team ~= "" then
+    headers:replace(NAMES.team_header, team)
+    headers:replace(NAMES.key_id_header, key_id)
+  end
+  headers:replace(NAMES.admitted_header, "1")
+end
+
+function envoy_on_request(handle)
+  local metadata = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
+  if metadata == nil then
+    return
+  end
+  local model, client_path = metadata[NAMES.model], metadata[NAMES.client_path]
+  if model == nil or client_path == nil or metadata[NAMES.body_size] == nil
+      or LANE.providers[model] == nil then
+    return
+  end
+  local api_model = client_path:match("^[^?]*") .. " " .. model
+  local route = LANE.routes[api_model]
+  if route == nil and not LANE.attempts[api_model] then
+    return  -- the worker's admission may forward it alone
+  end
+  if route ~= nil and credentials[route.provider] == nil
+      and LANE.credentials[route.provider] ~= nil then
+    return  -- Envoy could not read the key: the worker's admission may forward it
+  end
+  local team, key_id = caller(handle:headers(), model)
+  if team == nil or watched(team, key_id, model) then
+    return
+  end
+  if route ~= nil then
+    local add_usage = metadata[NAMES.stream] == true
+      and not (route.streams or metadata[NAMES.include_usage] == true)
+    if (route.adds_usage or not add_usage)
+        and forward_alone(handle, route, model, add_usage, team, key_id) then
+      return
+    end
+  end
+  admit_for_attempts(handle, team, key_id)
 end

@@ -84,6 +84,23 @@ def test_only_requests_a_provider_takes_as_they_are_or_renamed_have_a_route() ->
         "/openai/deployments/deployment/chat/completions?api-version=")
 
 
+def test_the_lane_admits_for_the_attempts_what_no_admission_could_forward_alone() -> None:
+    lane = tables()
+    assert set(lane["attempts"]) == {
+        # A translated API, or a provider that cannot take the API at all (the attempt
+        # answers 400 in the client's schema).
+        "/v1/messages gpt-4o", "/v1/messages renamed", "/v1/messages llama",
+        "/v1/messages deployment",
+        "/v1/chat/completions claude-sonnet-4-5", "/v1/embeddings claude-sonnet-4-5",
+        # Several targets: each attempt may go elsewhere.
+        "/v1/chat/completions fallbacks", "/v1/embeddings fallbacks", "/v1/messages fallbacks",
+        # Signed requests: only a worker can sign them.
+        "/v1/chat/completions nova", "/v1/messages nova", "/v1/embeddings nova",
+    }
+    # Every model's providers, which the budgets close to their limit are matched against.
+    assert lane["providers"]["fallbacks"] == ["oai", "local"]
+
+
 def test_envoy_reads_each_key_where_the_workers_do() -> None:
     assert tables()["credentials"] == {
         "oai": {"header": "authorization", "prefix": "Bearer ", "env": "OAI_KEY"},
@@ -114,8 +131,10 @@ def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
     # Built only for requests the lane did not admit: a composite delegates to it.
     assert admission["extension_config"]["typed_config"]["@type"].endswith(".Composite")
     [matcher] = admission["xds_matcher"]["matcher_list"]["matchers"]
-    header = matcher["predicate"]["not_matcher"]["single_predicate"]["input"]["typed_config"]
-    assert header["header_name"] == "x-switchboard-direct"
+    # Neither forwarded alone nor admitted for the worker's attempts.
+    unmarked = matcher["predicate"]["and_matcher"]["predicate"]
+    assert [p["not_matcher"]["single_predicate"]["input"]["typed_config"]["header_name"]
+            for p in unmarked] == ["x-switchboard-direct", "x-switchboard-admitted"]
     built = matcher["on_match"]["action"]["typed_config"]["typed_config"]
     assert built["typed_config"]["@type"].endswith("ext_proc.v3.ExternalProcessor")
     assert "switchboard.lane" in snapshot.of_type(EXTENSION)
