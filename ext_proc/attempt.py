@@ -7,7 +7,7 @@ Envoy opens one gRPC stream per attempt; this object lives for that stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,13 +24,16 @@ from ext_proc.contract import (
     BUDGET_WARNING_HEADER,
     CLIENT_PATH_HEADER,
     COST_HEADER,
+    EXT_PROC_ATTRIBUTES,
     INTERNAL_HEADER_PREFIX,
     KEY_ID_HEADER,
     METADATA_NAMESPACE,
     PROVIDER_HEADER,
     REQUESTED_MODEL_HEADER,
+    RESPONSE_CODE_ATTRIBUTE,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
+    STREAM_KEY,
     TARGET_MODEL_HEADER,
     TEAM_HEADER,
     ClientApi,
@@ -96,6 +99,7 @@ class Attempt:
         self._events = 0
         self._reply_tokens = 0  # estimated output of a reply that reported no usage
         self._finished = False
+        self._headers_skipped = False  # the reply's status comes with its body
         self._final_price: tuple[TokenUsage, Decimal | None] | None = None
 
     def summary(self) -> dict[str, str]:
@@ -118,6 +122,8 @@ class Attempt:
             if phase == "response_headers":
                 return self._on_response_headers(request.response_headers)
             if phase == "response_body":
+                if not self._status:  # the reply's headers were skipped
+                    self._begin_reply(_status_attribute(request), {})
                 return self._on_response_body(request.response_body)
         except (AttemptError, TranslationError) as exc:
             return self._error(exc.status, str(exc))
@@ -147,17 +153,27 @@ class Attempt:
         self._translator = factory(self._api, provider.backend(model))
         if headers.end_of_stream:
             raise AttemptError(400, "the request has no body")
+        reply_mode = self._reply_mode(request.metadata_context)
         if (forwarded := self._forward_unread(request.metadata_context)) is not None:
+            reply_mode.request_body_mode = pm.ProcessingMode.NONE
             return ep.ProcessingResponse(
-                request_headers=ep.HeadersResponse(response=forwarded),
-                mode_override=pm.ProcessingMode(
-                    request_body_mode=pm.ProcessingMode.NONE,
-                    response_header_mode=pm.ProcessingMode.SEND))
-        return ep.ProcessingResponse(
-            request_headers=ep.HeadersResponse(),
-            mode_override=pm.ProcessingMode(
-                request_body_mode=pm.ProcessingMode.BUFFERED,
-                response_header_mode=pm.ProcessingMode.SEND))
+                request_headers=ep.HeadersResponse(response=forwarded), mode_override=reply_mode)
+        reply_mode.request_body_mode = pm.ProcessingMode.BUFFERED
+        return ep.ProcessingResponse(request_headers=ep.HeadersResponse(),
+                                     mode_override=reply_mode)
+
+    def _reply_mode(self, context: base_pb2.Metadata) -> pm.ProcessingMode:
+        """The reply's headers are worth a message only for what a worker sets on them: the
+        cost (a policy that puts it in replies) and a stream's. Otherwise a whole reply comes
+        in one message, its status as an attribute; Envoy drops its content-length, which a
+        translated body would change."""
+        namespace = context.filter_metadata.get(METADATA_NAMESPACE)
+        stream = namespace.fields.get(STREAM_KEY) if namespace is not None else None
+        if self.view.direct_forwarding and not (stream is not None and stream.bool_value):
+            self._headers_skipped = True
+            return pm.ProcessingMode(response_header_mode=pm.ProcessingMode.SKIP,
+                                     response_body_mode=pm.ProcessingMode.BUFFERED)
+        return pm.ProcessingMode(response_header_mode=pm.ProcessingMode.SEND)
 
     def _forward_unread(self, context: base_pb2.Metadata) -> ep.CommonResponse | None:
         """The rewrite of a request whose body goes to the backend unchanged, decided from what
@@ -221,13 +237,19 @@ class Attempt:
                                     if k.startswith(INTERNAL_HEADER_PREFIX)}
         return ep.CommonResponse(header_mutation=header_mutation(headers, remove))
 
-    def _on_response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+    def _begin_reply(self, status: int, headers: Mapping[str, str]) -> BodyMode:
         assert self._translator is not None
-        response_headers = header_map(headers)
-        status = int(response_headers.get(":status", "0") or 0)
         self.outcome = str(status)
         self._status = status
-        mode: BodyMode = self._translator.response_body_mode(status, response_headers)
+        mode: BodyMode = self._translator.response_body_mode(status, headers)
+        if mode == "streamed":
+            self._guard = StreamGuard(self._api)
+        return mode
+
+    def _on_response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        response_headers = header_map(headers)
+        mode = self._begin_reply(int(response_headers.get(":status", "0") or 0),
+                                 response_headers)
         reply = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if mode == "streamed":
             # A streamed body may be rewritten chunk by chunk: its length is not known ahead,
@@ -238,8 +260,6 @@ class Attempt:
                 header_mutation(sse, ["content-length"]))
         if mode != "none":
             reply.mode_override.CopyFrom(pm.ProcessingMode(response_body_mode=_BODY_MODES[mode]))
-        if mode == "streamed":
-            self._guard = StreamGuard(self._api)
         return reply
 
     def _on_response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
@@ -263,9 +283,10 @@ class Attempt:
             self._usage, self._finished = translated.usage, True
             if translated.usage is None and self._api is not ClientApi.OPENAI_EMBEDDINGS:
                 self._reply_tokens = estimate_tokens(body.body)
-            set_headers = self._cost_header()
-            if translated.body is not None:  # the length changed with the body
-                set_headers["content-length"] = str(len(translated.body))
+            # Skipped headers cannot be changed (Envoy dropped their content-length).
+            set_headers = {} if self._headers_skipped else self._cost_header()
+            if translated.body is not None and not self._headers_skipped:
+                set_headers["content-length"] = str(len(translated.body))  # changed with it
             if set_headers:
                 common.header_mutation.CopyFrom(header_mutation(set_headers))
         if translated.body is not None:
@@ -373,3 +394,12 @@ class Attempt:
         return immediate(status, message.encode(), {"content-type": "text/plain"},
                          "switchboard_error")
 
+
+def _status_attribute(request: ep.ProcessingRequest) -> int:
+    """The reply's status, which Envoy sends with the first message of a reply whose headers
+    were skipped (the upstream filter asks for the attribute)."""
+    attributes = request.attributes.get(EXT_PROC_ATTRIBUTES)
+    code = attributes.fields.get(RESPONSE_CODE_ATTRIBUTE) if attributes is not None else None
+    if code is None:
+        raise AttemptError(502, "Envoy sent the reply without its status")
+    return int(code.number_value)

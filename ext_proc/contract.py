@@ -37,6 +37,11 @@ ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"
 SITE_METADATA_KEY = "x-switchboard-site"
 ROUTER_SITE = "router"
 UPSTREAM_SITE = "upstream"
+# The attribute the upstream call asks Envoy for with the reply's first message: an attempt
+# that skips the reply's headers learns the status with the body. Envoy files attributes
+# under its filter's name.
+RESPONSE_CODE_ATTRIBUTE = "response.code"
+EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 # Dynamic metadata the router-level call writes: the reservation to release at the end.
 RESERVATION_METADATA_KEY = "reservation"
 # Set by the router-level call on a request Envoy forwards as it is, with no upstream worker

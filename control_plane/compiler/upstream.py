@@ -21,6 +21,7 @@ from ext_proc.contract import (
     METADATA_NAMESPACE,
     PROVIDER_HEADER,
     REQUESTED_MODEL_HEADER,
+    RESPONSE_CODE_ATTRIBUTE,
     RESPONSE_MODEL_HEADER,
     RESPONSE_PROVIDER_HEADER,
     SITE_METADATA_KEY,
@@ -94,6 +95,9 @@ def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
             "response_trailer_mode": "SKIP",
         },
         "allow_mode_override": True,
+        # An attempt that reads its whole reply without the reply's headers (a policy without
+        # the cost in replies) learns its status with the body (ext_proc/attempt.py).
+        "response_attributes": [RESPONSE_CODE_ATTRIBUTE],
         # What Envoy read from the body before routing: an attempt that forwards the body
         # unchanged needs nothing else from it (ext_proc/attempt.py).
         "metadata_options": {"forwarding_namespaces": {"untyped": [METADATA_NAMESPACE]}},

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -42,6 +41,8 @@ gateway: {{reply_cost: false, admission: envoy, budget_headroom: 0.5}}
 providers:
   oai: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:OAI_KEY}}
   claude: {{kind: anthropic, base_url: "http://127.0.0.1:{port}", api_key: "file:{key_file}"}}
+  claude-elsewhere: {{kind: anthropic, base_url: "http://127.0.0.1:{port}/elsewhere",
+                     api_key: "file:{key_file}"}}
   keyless: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: env:UNSET_KEY}}
   elsewhere: {{kind: openai, base_url: "http://127.0.0.1:{port}/elsewhere/v1",
               api_key: env:OAI_KEY}}
@@ -52,6 +53,7 @@ models:
   gpt-4o: {{targets: [{{provider: elsewhere}}]}}
   fast: {{targets: [{{provider: oai, model: gpt-4o-mini}}]}}
   haiku: {{targets: [{{provider: claude, model: claude-haiku-4-5}}]}}
+  claude-lost: {{targets: [{{provider: claude-elsewhere, model: claude-haiku-4-5}}]}}
   either: {{targets: [{{provider: oai, model: gpt-4o-mini}}, {{provider: claude,
                                                               model: claude-haiku-4-5}}]}}
 prices:
@@ -299,7 +301,24 @@ def test_a_translated_request_is_admitted_by_envoy_and_translated_by_the_worker(
     assert (row["team"], row["key_id"], row["requested_model"]) == (
         "search", KEY_HASH, "claude-haiku-4-5")
     assert row["outcome"] == "ok" and cost_of(row) > 0
-    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == cost_of(row)
+    # Without the cost in replies, the worker reads the whole reply in one message: its
+    # headers skipped, the status sent with the body, the length dropped (it changed).
+    assert "x-switchboard-cost-usd" not in raw.headers
+    assert "content-length" not in raw.headers
+    assert gateway.worker_messages() == attempts + 3
+
+
+def test_a_translated_error_keeps_its_status_without_the_replys_headers(
+        gateway: Gateway) -> None:
+    """The provider's 404 (its base URL has a path this fake does not serve), read with the
+    body alone, reaches the client as an OpenAI error with the same status."""
+    with pytest.raises(openai.NotFoundError) as lost:
+        _client(gateway, KEY).chat.completions.create(
+            model="claude-lost", messages=CHAT)  # type: ignore[arg-type]
+    assert isinstance(lost.value.body, dict)
+    assert "no such path" in lost.value.body["message"]  # an error shaped as OpenAI's
+    row = usage_record(gateway.ledger_path, lost.value.response.headers["x-request-id"])
+    assert (row["outcome"], row["status"]) == ("upstream_error", 404)
 
 
 def test_a_model_with_fallbacks_is_admitted_by_envoy_for_the_workers_attempts(
