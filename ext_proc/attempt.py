@@ -189,7 +189,7 @@ class Attempt:
         if size is None or upstream is None:
             return None
         self._request_size = size
-        self._stream_cost = stream_cost(self._api, client)
+        self._stream_cost = self._costed(client)
         return self._rewrite(upstream, None, self._request_size)
 
     def _on_request_body(self, raw: bytes) -> ep.ProcessingResponse:
@@ -204,7 +204,7 @@ class Attempt:
         result = self._translator.request(body, raw)
         self._request_body = raw
         self._request_size = len(raw)
-        self._stream_cost = stream_cost(self._api, ClientRequest.of_body(body))
+        self._stream_cost = self._costed(ClientRequest.of_body(body))
         if isinstance(result, LocalReply):
             self._sent = True
             self.outcome = f"local {result.status}"
@@ -293,7 +293,14 @@ class Attempt:
             common.body_mutation.body = translated.body
         return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))
 
+    def _costed(self, client: ClientRequest) -> StreamCost | None:
+        """What writes the cost into a stream's usage event, unless the policy keeps the cost
+        out of replies (`gateway.reply_cost: false`)."""
+        return None if self.view.direct_forwarding else stream_cost(self._api, client)
+
     def _cost_header(self) -> dict[str, str]:
+        if self.view.direct_forwarding:
+            return {}  # the policy keeps the cost out of replies
         _, cost = self._priced()
         return {COST_HEADER: format_usd(cost)} if cost is not None else {}
 

@@ -202,3 +202,21 @@ def test_an_unknown_key_is_still_refused(gateway: Gateway) -> None:
                            max_retries=0, timeout=10)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+
+
+def test_a_stream_the_worker_translates_carries_no_cost_either(
+        gateway: Gateway) -> None:
+    """Without the cost in replies, the worker leaves `usage.cost` out of the usage event
+    of the streams it processes too; the usage record holds the cost."""
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    before = gateway.worker_messages()
+    with client.messages.with_streaming_response.create(
+            model="renamed", max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": "Hello there"}]) as response:
+        events = list(response.parse())
+        request_id = response.headers["x-request-id"]
+    assert gateway.worker_messages() > before  # translated from OpenAI's stream
+    [delta] = [event for event in events if event.type == "message_delta"]
+    assert delta.usage.output_tokens > 0
+    assert "cost" not in delta.usage.model_dump(exclude_unset=True)
+    assert cost_of(usage_record(gateway.ledger_path, request_id)) == OPENAI_STREAM
