@@ -107,8 +107,7 @@ class ClientApi(StrEnum):
 
 
 def client_api_for_path(path: str) -> ClientApi | None:
-    bare = path.partition("?")[0]
-    return next((api for api, api_path in _PATHS.items() if bare == api_path), None)
+    return _APIS.get(path.partition("?")[0])
 
 
 _PATHS = {
@@ -116,3 +115,5 @@ _PATHS = {
     ClientApi.OPENAI_EMBEDDINGS: "/v1/embeddings",
     ClientApi.ANTHROPIC_MESSAGES: "/v1/messages",
 }
+# Looked up for every access-log entry and every attempt.
+_APIS = {api_path: api for api, api_path in _PATHS.items()}
