@@ -179,14 +179,21 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
                for name, b in sorted(config.budgets.items()) if name in watched]
     return {
         "takes_keys": bool(keys), "keys": keys, "teams": teams,
-        "routes": {key: route.as_lua() for key, route in lane_routes(config).items()},
-        "attempts": dict.fromkeys(worker_attempts(config), True),
+        # With the cost in replies, nothing is forwarded alone: every request the lane admits
+        # goes to the workers' attempts.
+        "forwards": config.direct_forwarding,
+        "routes": ({key: route.as_lua() for key, route in lane_routes(config).items()}
+                   if config.direct_forwarding else {}),
+        "attempts": (dict.fromkeys(worker_attempts(config), True)
+                     if config.direct_forwarding else {}),
         # Each model's providers, which the budgets close to their limit are matched against.
         "providers": {name: [t.provider for t in model.targets]
                       for name, model in config.models.items()},
+        # Only for requests Envoy forwards alone: otherwise it never reads a provider's key.
         "credentials": {name: _credential(p, secrets_dir)
                         for name, p in config.providers.items()
-                        if p.api_key_ref and p.kind in KEY_HEADERS},
+                        if p.api_key_ref and p.kind in KEY_HEADERS
+                        and config.direct_forwarding},
         "watched": budgets,
         "dropped_headers": sorted(DROPPED_HEADERS),
         # The names the workers agree on with Envoy (ext_proc/contract.py).

@@ -256,21 +256,15 @@ class Gateway(Strict):
         "Envoy alone after admission and metered from Envoy's access log: faster, with the "
         "cost only in the usage records and metrics."))
     admission: Literal["worker", "envoy"] = Field(default="worker", description=(
-        "Who admits a request Envoy forwards alone (needs reply_cost: false). worker: a "
-        "worker checks its key and reserves its worst case on every budget. envoy: Envoy "
-        "checks the key itself and forwards the request with no worker call while every "
-        "budget it counts against has more than budget_headroom of its limit left and its "
-        "team has no rate limit; every other request is admitted by a worker, exactly."))
+        "Who admits a request. worker: a worker checks its key and reserves its worst case "
+        "on every budget. envoy: Envoy checks the key itself while every budget the request "
+        "counts against has more than budget_headroom of its limit left and its team has "
+        "no rate limit, and sends it on with no admission call (with reply_cost: false, "
+        "forwarding it alone when its provider takes it as it is); every other request is "
+        "admitted by a worker, exactly."))
     budget_headroom: float = Field(default=0.1, gt=0, le=1, description=(
         "With admission: envoy, the share of a budget's limit under which every request "
         "that counts against it is admitted by a worker (checked every second)."))
-
-    @model_validator(mode="after")
-    def _admission_needs_forwarding(self) -> Gateway:
-        if self.admission == "envoy" and self.reply_cost:
-            raise ValueError("admission: envoy admits requests Envoy forwards alone, which "
-                             "needs reply_cost: false")
-        return self
 
 
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")

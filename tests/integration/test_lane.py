@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -407,3 +408,39 @@ def test_the_lane_is_a_filter_configuration_of_its_own(gateway: Gateway) -> None
                        params={"resource": "ecds_filters"}, timeout=5).json()
     names = [c["ecds_filter"]["name"] for c in config["configs"]]
     assert names == ["switchboard.lane"]
+
+
+@pytest.fixture(scope="module")
+def costing_gateway(tmp_path_factory: pytest.TempPathFactory,
+                    fake: ProviderServer) -> Iterator[Gateway]:
+    """The same policy with the cost in every reply: nothing is forwarded alone."""
+    work = tmp_path_factory.mktemp("lane-costing")
+    key_file = work / "claude.key"
+    key_file.write_text("sk-ant-provider\n")
+    policy = POLICY.replace("reply_cost: false, ", "").format(
+        port=fake.port, key_file=key_file, key=KEY_HASH, tight=TIGHT_HASH,
+        limited=LIMITED_HASH, narrow=NARROW_HASH, tight_limit=TIGHT_LIMIT)
+    gateway = start_gateway(policy, work, env={"OAI_KEY": "sk-provider"})
+    _wait_for_headroom(gateway, {"team:search"})
+    yield gateway
+    gateway.stop()
+
+
+def test_with_the_cost_in_replies_envoy_admits_for_the_workers_attempts(
+        costing_gateway: Gateway, fake: ProviderServer) -> None:
+    gateway = costing_gateway
+    admission, attempts = _messages(gateway)
+    raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts  # the attempt prices the reply
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == OPENAI_PLAIN
+    assert fake.last["headers"]["authorization"] == "Bearer sk-provider"
+    assert not any(name.startswith("x-switchboard-") for name in fake.last["headers"])
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
+    # What the lane cannot decide is still the worker's admission's.
+    with pytest.raises(openai.AuthenticationError):
+        _client(gateway, "sb-not-a-key").chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+    assert gateway.admission_messages() > admission

@@ -274,7 +274,7 @@ function envoy_on_request(handle)
   end
   local api_model = client_path:match("^[^?]*") .. " " .. model
   local route = LANE.routes[api_model]
-  if route == nil and not LANE.attempts[api_model] then
+  if route == nil and LANE.forwards and not LANE.attempts[api_model] then
     return  -- the worker's admission may forward it alone
   end
   if route ~= nil and credentials[route.provider] == nil

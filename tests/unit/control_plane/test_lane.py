@@ -12,7 +12,7 @@ import pytest
 from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.compiler.lane import lane_tables, to_lua
 from control_plane.compiler.processor import processor_resource
-from control_plane.policy import PolicyError, load_documents
+from control_plane.policy import load_documents
 from control_plane.service import ControlPlane
 from control_plane.xds.resources import EXTENSION, LISTENER, to_dict
 
@@ -146,12 +146,12 @@ def test_without_the_lane_there_is_no_extension() -> None:
                               GatewaySettings()).of_type(EXTENSION)
 
 
-def test_the_lane_needs_requests_forwarded_alone() -> None:
-    with pytest.raises(PolicyError) as rejected:
-        load_documents({"p.yaml": POLICY.replace("reply_cost: false, ", "")})
-    [issue] = rejected.value.issues
-    assert (issue.file, issue.line, issue.field) == ("p.yaml", 2, "gateway")
-    assert "reply_cost: false" in issue.message
+def test_with_the_cost_in_replies_the_lane_admits_every_request_for_the_attempts() -> None:
+    lane = tables(POLICY.replace("reply_cost: false, ", ""))
+    assert not lane["forwards"]
+    assert lane["routes"] == {} and lane["attempts"] == {}  # nothing is forwarded alone
+    assert lane["credentials"] == {}  # so Envoy reads no provider's key
+    assert lane["keys"] == {DIGEST: "search"}
 
 
 @pytest.mark.parametrize(("value", "lua"), [
