@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gateway.reply_cost: false: unchanged requests are forwarded by "
                              "Envoy alone after admission")
     parser.add_argument("--envoy-admission", action="store_true",
-                        help="gateway.admission: envoy (implies --no-reply-cost): Envoy "
-                             "admits the requests it forwards alone, with no worker call")
+                        help="gateway.admission: envoy: Envoy admits requests itself (with "
+                             "--no-reply-cost, forwarding them alone with no worker call)")
     parser.add_argument("--log-level", default="info",
                         help="Switchboard's log level (info logs one line per attempt)")
     parser.add_argument("--litellm", default=None,
@@ -110,10 +110,11 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
                                      "budget": {"limit_usd": 1_000_000, "period": "month"}}}
         policy["prices"] = {f"{name}/*": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
                             for name in ("openai", "anthropic", "openai-stream")}
-    if not reply_cost or envoy_admission:
-        policy["gateway"] = {**policy.get("gateway", {}), "reply_cost": False}
+    gateway = policy.setdefault("gateway", {})
+    if not reply_cost:
+        gateway["reply_cost"] = False
     if envoy_admission:
-        policy["gateway"]["admission"] = "envoy"
+        gateway["admission"] = "envoy"
     policy["providers"]["openai-stream"] = {"kind": "openai",
                                             "base_url": base + fakes.STREAM_BASE}
     policy["models"] = {
