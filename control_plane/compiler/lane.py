@@ -1,5 +1,6 @@
 """Admission in Envoy (`gateway.admission: envoy`): a Lua filter, delivered on its own
-(ECDS), that admits the requests a worker would forward alone with no worker call at all.
+(ECDS), that admits the requests a worker would forward alone with no worker call at all, and
+the requests only the workers' attempts can process with no admission call.
 
 The lane holds the policy's gateway-key hashes and teams, the requests each model's one
 provider takes as they are (from the same translators the workers use), and the budgets close
