@@ -114,6 +114,9 @@ class Meter:
                 return
             except LedgerError as exc:
                 error = exc
+            except Exception:
+                await self._write_each(view, charged)
+                return
             if delay is None:
                 break
             log.warning("usage records not stored yet", error=str(error),
@@ -123,6 +126,16 @@ class Meter:
         # The log line carries each record, so an operator can still account for them.
         for attempt in attempts:
             log.error("usage record not stored", error=str(error), record=repr(attempt.record))
+
+    async def _write_each(self, view: ProcessorView, charged: list[ChargedRecord]) -> None:
+        """One record at a time, after a batch failed for one of them (a provider's absurd
+        token count, say): the others are stored, the culprit is logged with its content."""
+        for record in charged:
+            try:
+                ledger = await self._ledgers.get(view.state)
+                await ledger.record_usage(record)
+            except Exception as exc:
+                log.error("usage record not stored", error=repr(exc), record=repr(record.record))
 
     async def drain(self) -> None:
         self._stopping.set()

@@ -15,9 +15,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from ext_proc.access import Caller
 from ext_proc.ledgers import Ledgers
-from ext_proc.meter import WRITE_RETRY_DELAYS_S, Meter
-from ext_proc.metering.metrics import AttemptMetrics
+from ext_proc.meter import WRITE_RETRY_DELAYS_S, Meter, MeteredAttempt
+from ext_proc.metering.metrics import AttemptLabels, AttemptMetrics
+from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.release import ReservationReleaser
 from ext_proc.state.ledger import ChargedRecord, LedgerError
 from ext_proc.state.sqlite_ledger import SqliteLedger
@@ -84,3 +86,33 @@ async def test_a_ledger_that_keeps_failing_gets_each_record_logged_without_a_wai
     lost = [e for e in logs if e["event"] == "usage record not stored"]
     assert [e["error"] for e in lost] == ["disk I/O error"] * 2
     assert "request_id='a'" in lost[0]["record"] and "request_id='b'" in lost[1]["record"]
+
+
+async def test_a_record_the_store_cannot_take_is_logged_alone_and_its_batch_is_stored(
+        tmp_path: Path) -> None:
+    """A provider's absurd token count overflows SQLite's integers: that record is logged
+    with its content, and the other records of its access-log message are stored anyway
+    (they used to be lost with it)."""
+    ledgers = Ledgers(str(tmp_path), str(tmp_path))
+    meter = Meter(ledgers, AttemptMetrics(CollectorRegistry()))
+    labels = AttemptLabels("chat", "openai", "p", "m", "m", "t")
+    attempts = [MeteredAttempt(_record(request_id, tokens), Caller("t", "k"), labels)
+                for request_id, tokens in (("a", 5), ("b", 10**30), ("c", 7))]
+    with capture_logs() as logs:
+        meter.submit(BUDGETED, *attempts)
+        await asyncio.wait_for(meter.drain(), 5)
+    ledger = await ledgers.get(BUDGETED.state)
+    (row,) = await ledger.usage_summary("team", datetime.now(UTC) - timedelta(minutes=1))
+    await ledgers.close()
+    assert (row.attempts, row.input_tokens) == (2, 12)
+    [lost] = [e for e in logs if e["event"] == "usage record not stored"]
+    assert "request_id='b'" in lost["record"] and "OverflowError" in lost["error"]
+    assert not [e for e in logs if e["event"] == "usage records not stored yet"]  # no retries
+
+
+def _record(request_id: str, input_tokens: int) -> UsageRecord:
+    return UsageRecord(
+        time=datetime.now(UTC), request_id=request_id, team="t", key_id="k",
+        requested_model="m", provider="p", provider_model="m",
+        usage=TokenUsage(input=input_tokens, output=1), cost_usd=None, status=200,
+        outcome=Outcome.OK, latency_s=0.1, ttft_s=None, attempt=1)
