@@ -51,11 +51,11 @@ from ext_proc.translators.base import (
     BodyMode,
     ClientRequest,
     LocalReply,
-    Passthrough,
     TranslationError,
     Translator,
     UpstreamRequest,
     Usage,
+    as_passthrough,
     body_size,
 )
 from ext_proc.translators.common import is_event_stream, provider_events
@@ -180,12 +180,13 @@ class Attempt:
         Envoy read from the body before routing, so the body is never sent here (one message
         fewer); None when the translator must read the body."""
         namespace = context.filter_metadata.get(METADATA_NAMESPACE)
-        if namespace is None or not isinstance(self._translator, Passthrough):
+        passthrough = as_passthrough(self._translator)
+        if namespace is None or passthrough is None:
             return None
         metadata = dict(namespace.items())
         size = body_size(metadata)
         client = ClientRequest.of_metadata(metadata)
-        upstream = self._translator.unchanged(client) if size is not None else None
+        upstream = passthrough.unchanged(client) if size is not None else None
         if size is None or upstream is None:
             return None
         self._request_size = size

@@ -41,7 +41,7 @@ from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 from ext_proc.outgoing import DROPPED_HEADERS, provider_headers
-from ext_proc.translators.base import ClientRequest, Passthrough, Usage, body_size
+from ext_proc.translators.base import ClientRequest, Usage, as_passthrough, body_size
 from ext_proc.translators.common import usage_from_anthropic, usage_from_openai
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import ProcessorView
@@ -73,8 +73,8 @@ def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
     factory = translator_factory(api, provider.kind) if provider is not None else None
     if provider is None or factory is None or provider.credential_error:
         return None  # the attempt explains the failure in the client's schema
-    translator = factory(api, provider.backend(target.model))
-    if not isinstance(translator, Passthrough):
+    translator = as_passthrough(factory(api, provider.backend(target.model)))
+    if translator is None:
         return None
     # A stream that reports its usage only if asked must have been asked by the client.
     upstream = translator.unchanged(client)

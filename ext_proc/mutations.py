@@ -15,14 +15,17 @@ def header_map(headers: ep.HttpHeaders) -> dict[str, str]:
             for h in headers.headers.headers}
 
 
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
 def header_mutation(set_headers: Mapping[str, str],
                     remove: Iterable[str] = ()) -> ep.HeaderMutation:
+    # Nested messages given as dicts: half the cost of building each message object (~13
+    # against ~26 µs for an attempt's headers), and this runs on every attempt.
     return ep.HeaderMutation(
-        set_headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=k, raw_value=v.encode("latin-1")),
-                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)
-            for k, v in set_headers.items()],
+        set_headers=[{"header": {"key": k, "raw_value": v.encode("latin-1")},
+                      "append_action": _OVERWRITE}
+                     for k, v in set_headers.items()],
         remove_headers=sorted(set(remove) - set(set_headers)),
     )
 
