@@ -66,8 +66,9 @@ async def test_each_message_is_recorded_in_one_ledger_write(
     await meter.drain()
     await releaser.drain()
     try:
-        assert [[c.record.request_id for c in write] for write in writes] == [
-            ["a", "b", "c"], ["d"]]
+        # A message is never split; one that arrives while a write is under way joins the next.
+        assert [[c.record.request_id for c in write] for write in writes] in (
+            [["a", "b", "c", "d"]], [["a", "b", "c"], ["d"]])
         assert {c.budgets for write in writes for c in write} == {(TEAM_BUDGET,)}
         ledger = await ledgers.get(BUDGETED.state)
         (row,) = await ledger.usage_summary("team", datetime.now(UTC) - timedelta(minutes=1))
