@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import orjson
 import structlog
-from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from google.protobuf import struct_pb2
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
@@ -153,8 +153,9 @@ class Attempt:
         self._translator = factory(self._api, provider.backend(model))
         if headers.end_of_stream:
             raise AttemptError(400, "the request has no body")
-        reply_mode = self._reply_mode(request.metadata_context)
-        if (forwarded := self._forward_unread(request.metadata_context)) is not None:
+        namespace = request.metadata_context.filter_metadata.get(METADATA_NAMESPACE)
+        reply_mode = self._reply_mode(namespace)
+        if (forwarded := self._forward_unread(namespace)) is not None:
             reply_mode.request_body_mode = pm.ProcessingMode.NONE
             return ep.ProcessingResponse(
                 request_headers=ep.HeadersResponse(response=forwarded), mode_override=reply_mode)
@@ -162,12 +163,11 @@ class Attempt:
         return ep.ProcessingResponse(request_headers=ep.HeadersResponse(),
                                      mode_override=reply_mode)
 
-    def _reply_mode(self, context: base_pb2.Metadata) -> pm.ProcessingMode:
+    def _reply_mode(self, namespace: struct_pb2.Struct | None) -> pm.ProcessingMode:
         """The reply's headers are worth a message only for what a worker sets on them: the
         cost (a policy that puts it in replies) and a stream's. Otherwise a whole reply comes
         in one message, its status as an attribute; Envoy drops its content-length, which a
-        translated body would change."""
-        namespace = context.filter_metadata.get(METADATA_NAMESPACE)
+        translated body would change. `namespace`: what Envoy read from the body."""
         stream = namespace.fields.get(STREAM_KEY) if namespace is not None else None
         if self.view.direct_forwarding and not (stream is not None and stream.bool_value):
             self._headers_skipped = True
@@ -175,11 +175,10 @@ class Attempt:
                                      response_body_mode=pm.ProcessingMode.BUFFERED)
         return pm.ProcessingMode(response_header_mode=pm.ProcessingMode.SEND)
 
-    def _forward_unread(self, context: base_pb2.Metadata) -> ep.CommonResponse | None:
+    def _forward_unread(self, namespace: struct_pb2.Struct | None) -> ep.CommonResponse | None:
         """The rewrite of a request whose body goes to the backend unchanged, decided from what
         Envoy read from the body before routing, so the body is never sent here (one message
         fewer); None when the translator must read the body."""
-        namespace = context.filter_metadata.get(METADATA_NAMESPACE)
         passthrough = as_passthrough(self._translator)
         if namespace is None or passthrough is None:
             return None
@@ -284,8 +283,8 @@ class Attempt:
             self._usage, self._finished = translated.usage, True
             if translated.usage is None and self._api is not ClientApi.OPENAI_EMBEDDINGS:
                 self._reply_tokens = estimate_tokens(body.body)
-            # Skipped headers cannot be changed (Envoy dropped their content-length).
-            set_headers = {} if self._headers_skipped else self._cost_header()
+            set_headers = self._cost_header()  # none when the headers were skipped
+            # Skipped headers cannot be changed; Envoy dropped their length itself.
             if translated.body is not None and not self._headers_skipped:
                 set_headers["content-length"] = str(len(translated.body))  # changed with it
             if set_headers:

@@ -18,6 +18,7 @@ from ext_proc.contract import (
     BUDGET_WARNING_METADATA_KEY,
     CLIENT_PATH_HEADER,
     CLIENT_PATH_KEY,
+    DIRECT_HEADER,
     METADATA_NAMESPACE,
     PROVIDER_HEADER,
     REQUESTED_MODEL_HEADER,
@@ -109,7 +110,7 @@ def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
     return [
         {"name": "envoy.filters.http.header_mutation", "typed_config": any_of(
             "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation", mutation)},
-        *([unless_marked(worker), strip_internal_headers()] if direct
+        *([unless_marked(worker, DIRECT_HEADER), strip_internal_headers()] if direct
           else [worker]),
         {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
             "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})},
