@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
@@ -146,10 +146,12 @@ def _text(fields: Any, key: str) -> str:
     return value.string_value if value is not None else ""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _datetime(timestamp: Any) -> datetime:
     """A protobuf Timestamp, to the microsecond (its own ToDatetime is Python, and slower)."""
-    return datetime.fromtimestamp(timestamp.seconds, UTC).replace(
-        microsecond=timestamp.nanos // 1000)
+    return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000)
 
 
 def _seconds(duration: Any) -> float:
@@ -189,6 +191,8 @@ def _usage(api: ClientApi, reply: Mapping[str, Any], status: int, body_size: str
 
 
 def _outcome(flags: al.ResponseFlags, status: int) -> Outcome:
+    if flags.ByteSize() == 0:  # no flag set: most requests, decided without reading each one
+        return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
     if flags.downstream_connection_termination or flags.downstream_remote_reset:
         return Outcome.CLIENT_DISCONNECT
     if flags.upstream_request_timeout:

@@ -152,13 +152,32 @@ def error_type(record: UsageRecord) -> str:
     return record.outcome.value
 
 
+class _Series:
+    """One label set's children of every metric: an attempt hashes its labels once."""
+
+    __slots__ = ("_children", "_values")
+
+    def __init__(self, labels: AttemptLabels) -> None:
+        self._values = labels.values()
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: MetricWrapperBase, *extra: str) -> Any:
+        """`metric`'s series for these labels, then `extra` values for the metric's own labels
+        in their declared order (each metric declares the common labels first)."""
+        key = (metric, *extra)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*self._values, *extra)
+        return child
+
+
 class AttemptMetrics:
     """The per-attempt instruments, registered on the registry the caller owns."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         common = list(COMMON_LABELS)
-        # Each metric's child per label values: `labels()` validates and locks on every call.
-        self._children: dict[tuple[object, ...], Any] = {}
+        # Each label set's children: `labels()` validates and locks on every call.
+        self._series: dict[AttemptLabels, _Series] = {}
         self.token_usage = Histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used (gen_ai.client.token.usage).",
@@ -217,37 +236,32 @@ class AttemptMetrics:
             self._observe(record, labels)
 
     def _observe(self, record: UsageRecord, labels: AttemptLabels) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(labels)
+        child = series.child
         usage = record.usage
         if usage.total or usage.estimated:
-            self._child(self.token_usage, labels, "input").observe(usage.input)
+            child(self.token_usage, "input").observe(usage.input)
             if labels.operation != "embeddings":
-                self._child(self.token_usage, labels, "output").observe(usage.output)
+                child(self.token_usage, "output").observe(usage.output)
         for token_type, count in (
             ("cache_read", usage.cached_read),
             ("cache_creation", usage.cache_creation),
             ("reasoning", usage.reasoning),
         ):
             if count:
-                self._child(self.token_detail, labels, token_type).inc(count)
-        self._child(self.duration, labels, error_type(record)).observe(record.latency_s)
+                child(self.token_detail, token_type).inc(count)
+        child(self.duration, error_type(record)).observe(record.latency_s)
         if record.ttft_s is not None:
-            self._child(self.time_to_first_chunk, labels).observe(record.ttft_s)
+            child(self.time_to_first_chunk).observe(record.ttft_s)
         if record.cost_usd is None:
-            self._child(self.unpriced, labels).inc()
+            child(self.unpriced).inc()
         else:
-            self._child(self.cost, labels).inc(float(record.cost_usd))
+            child(self.cost).inc(float(record.cost_usd))
         if usage.estimated:
-            self._child(self.estimated, labels).inc()
-        self._child(self.attempts, labels, record.outcome.value, str(record.status)).inc()
-
-    def _child(self, metric: MetricWrapperBase, labels: AttemptLabels, *extra: str) -> Any:
-        """The series of `metric` for these labels, then `extra` values for the metric's own
-        labels in their declared order (each metric declares the common labels first)."""
-        key = (metric, labels, *extra)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels.values(), *extra)
-        return child
+            child(self.estimated).inc()
+        child(self.attempts, record.outcome.value, str(record.status)).inc()
 
     def refused(self, labels: AttemptLabels, status: int) -> None:
         """Record an attempt the worker refused (bad request, provider misconfigured)."""

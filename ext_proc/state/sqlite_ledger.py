@@ -43,6 +43,7 @@ from ext_proc.state.model import (
 )
 from ext_proc.state.periods import Clock, budget_window, system_clock
 from ext_proc.state.plan import (
+    Charge,
     Unit,
     blocks,
     budget_counter_key,
@@ -53,11 +54,13 @@ from ext_proc.state.plan import (
 from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA
 
 T = TypeVar("T")
+Charges = tuple[Charge, ...]
 
 _SWEEP_BATCH = 100
 _PRUNE_BATCH = 5_000
 _OPEN_DEADLINE_S = 30.0
 _USAGE_COLUMNS = 19
+_INSERT_USAGE = f"INSERT INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
 _INSERT_NEW_USAGE = f"INSERT OR IGNORE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
 _REPLACE_USAGE = f"INSERT OR REPLACE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
 
@@ -69,6 +72,28 @@ def settle_amount(unit: str, reserved: int, cost_usd: Decimal | None, tokens: in
     if unit == Unit.TOKENS and tokens is not None:
         return tokens
     return reserved
+
+
+def _new_records(conn: sqlite3.Connection, rows: list[tuple[tuple[object, ...], Charges]],
+                 ) -> list[Charges]:
+    """Stores the batch's records; the charges of those not stored before. All are new but
+    after a retried write, so one statement for all, and row by row only when one was not."""
+    conn.execute("SAVEPOINT records")
+    try:
+        conn.executemany(_INSERT_USAGE, [values for values, _ in rows])
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO records")
+    else:
+        conn.execute("RELEASE records")
+        return [charges for _, charges in rows]
+    conn.execute("RELEASE records")
+    new = []
+    for values, charges in rows:
+        if conn.execute(_INSERT_NEW_USAGE, values).rowcount == 0:
+            conn.execute(_REPLACE_USAGE, values)  # written before: replaced, not charged twice
+        else:
+            new.append(charges)
+    return new
 
 
 def _usage_values(record: UsageRecord) -> tuple[object, ...]:
@@ -335,11 +360,7 @@ class SqliteLedger:
         def write(conn: sqlite3.Connection) -> None:
             # Summed per counter first: the records of a batch mostly charge the same few.
             totals: dict[str, list[int]] = {}
-            for values, charges in rows:
-                if conn.execute(_INSERT_NEW_USAGE, values).rowcount == 0:
-                    # Written before (a retried write): replaced, and not charged twice.
-                    conn.execute(_REPLACE_USAGE, values)
-                    continue
+            for charges in _new_records(conn, rows):
                 for charge in charges:
                     total = totals.setdefault(charge.key, [0, charge.expires_at_ms])
                     total[0] += charge.amount
