@@ -40,7 +40,13 @@ from ext_proc.contract import (
 from ext_proc.credentials import KEY_HEADERS
 from ext_proc.outgoing import DROPPED_HEADERS, JSON_CONTENT_TYPE
 from ext_proc.secrets import locate
-from ext_proc.translators.base import Backend, ClientRequest, Passthrough, Translator
+from ext_proc.translators.base import (
+    Backend,
+    ClientRequest,
+    Passthrough,
+    Translator,
+    as_passthrough,
+)
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import provider_authority
 from protos.switchboard.v1 import processor_pb2
@@ -133,14 +139,16 @@ def _backend(config: processor_pb2.ProcessorConfig, target: processor_pb2.Target
                    dict(provider.options))
 
 
-def _translator(api: ClientApi, backend: Backend) -> Translator | None:
+def _passthrough(api: ClientApi, backend: Backend) -> Passthrough | None:
+    """The translator for `api` on `backend` when it can pass bodies through, else None."""
     factory = translator_factory(api, backend.kind)
-    return factory(api, backend) if factory is not None else None
+    translator: Translator | None = factory(api, backend) if factory is not None else None
+    return as_passthrough(translator) if translator is not None else None
 
 
 def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
-    translator = _translator(api, backend)
-    if not isinstance(translator, Passthrough):
+    translator = _passthrough(api, backend)
+    if translator is None:
         return None
     upstream = translator.unchanged(ClientRequest(backend.model))
     if upstream is None:
@@ -162,7 +170,7 @@ def worker_attempts(config: processor_pb2.ProcessorConfig) -> list[str]:
     for name, model in config.models.items():
         backend = _backend(config, model.targets[0]) if len(model.targets) == 1 else None
         for api in ClientApi:
-            if backend is None or not isinstance(_translator(api, backend), Passthrough):
+            if backend is None or _passthrough(api, backend) is None:
                 attempts.append(f"{api.path} {name}")
     return attempts
 
