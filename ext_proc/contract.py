@@ -52,6 +52,9 @@ DIRECT_METADATA_KEY = "direct"
 # Set by Envoy's lane on an OpenAI stream it asked for its usage on the client's behalf: the
 # usage event, which the client did not ask for, is taken out of the reply.
 USAGE_ADDED_HEADER = "x-switchboard-usage-added"
+# Set by Envoy's lane on a request it translated for its provider's API itself: the reply
+# goes back translated by Envoy too (control_plane/compiler/lua/translated_reply.lua).
+TRANSLATED_HEADER = "x-switchboard-translated"
 # Set by Envoy's lane on a request it admitted (the caller's team and key id set beside it)
 # whose attempts the worker processes: the router-level call is skipped, the attempts are not.
 ADMITTED_HEADER = "x-switchboard-admitted"

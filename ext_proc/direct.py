@@ -118,7 +118,9 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAt
     if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
         status = 0  # Envoy's own answer, not the provider's
     reply = metadata.get(REPLY_USAGE_NAMESPACE)
-    usage = _usage(api, _reply_usage(reply.fields) if reply is not None else {}, status,
+    # A reply Envoy translated was read in the provider's schema.
+    reply_api = client_api_for_path(_text(direct, "reply_api")) or api
+    usage = _usage(reply_api, _reply_usage(reply.fields) if reply is not None else {}, status,
                    _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
     provider_name, model = _text(direct, "provider"), _text(direct, "model")
     provider = view.providers.get(provider_name)

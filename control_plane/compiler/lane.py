@@ -3,7 +3,8 @@
 the requests only the workers' attempts can process with no admission call.
 
 The lane holds the policy's gateway-key hashes and teams, the requests each model's one
-provider takes as they are (from the same translators the workers use), and the budgets close
+provider takes as they are or translated by the lane's Lua (decided by the same translators
+the workers use: control_plane/compiler/translations.py), and the budgets close
 to their limit, which the control plane re-reads every second (control_plane/budget_watch.py).
 A request the lane does not admit goes on to the worker's admission unchanged, so every
 refusal, reservation and downgrade stays the worker's, exactly as without the lane.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
 
 from control_plane.compiler.direct import only_marked
+from control_plane.compiler.lua_source import script, to_lua
+from control_plane.compiler.translations import LUA, translation_source
 from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
@@ -34,6 +36,7 @@ from ext_proc.contract import (
     MODEL_KEY,
     STREAM_KEY,
     TEAM_HEADER,
+    TRANSLATED_HEADER,
     USAGE_ADDED_HEADER,
     ClientApi,
 )
@@ -44,15 +47,16 @@ from ext_proc.translators.base import (
     Backend,
     ClientRequest,
     Passthrough,
+    TranslatedInEnvoy,
     Translator,
     as_passthrough,
+    as_translated_in_envoy,
 )
 from ext_proc.translators.registry import translator_factory
 from ext_proc.view import provider_authority
 from protos.switchboard.v1 import processor_pb2
 
 LANE_FILTER_NAME = "switchboard.lane"
-LUA = "envoy.extensions.filters.http.lua.v3.Lua"
 
 
 def admits_in_envoy(policy: Policy) -> bool:
@@ -72,7 +76,7 @@ def lane_extension(config: processor_pb2.ProcessorConfig, watched: Collection[st
     must check for every request."""
     source = "\n".join((
         f"local LANE = {to_lua(lane_tables(config, watched, secrets_dir))}",
-        _script("sha256.lua"), _script("lane.lua")))
+        script("sha256.lua"), translation_source(), script("lane.lua")))
     # The route stays the model's: rewriting :path for the provider must not re-route.
     return {"name": LANE_FILTER_NAME, "typed_config": any_of(
         LUA, {"default_source_code": {"inline_string": source}, "stat_prefix": "lane",
@@ -84,7 +88,7 @@ def added_usage_filter() -> dict[str, Any]:
     `adds_usage`): skipped for every other request, so only those pay for Lua on the reply.
     Listed before the stream's sse_to_metadata, which therefore reads the event first."""
     stripper = {"name": "switchboard.added_usage", "typed_config": any_of(LUA, {
-        "default_source_code": {"inline_string": _script("added_usage.lua")},
+        "default_source_code": {"inline_string": script("added_usage.lua")},
         "stat_prefix": "added_usage"})}
     return only_marked(stripper, USAGE_ADDED_HEADER)
 
@@ -102,20 +106,28 @@ class LaneRoute:
     # Else, for OpenAI chat: the lane asks for the usage itself (stream_options), and the
     # usage event, which the client did not ask for, is taken out of the reply.
     adds_usage: bool = False
+    # The Lua translation of a request in another API (TranslatedInEnvoy), and the client API
+    # path of the schema its replies come in.
+    translation: str = ""
+    reply_api: str = ""
 
     def as_lua(self) -> dict[str, Any]:
         # The provider's name for the model as a JSON string, for a body that names it
         # otherwise (the lane writes it in place of the client's).
-        return {"provider": self.provider, "model": self.model,
-                "model_json": orjson.dumps(self.model).decode(), "path": self.path,
-                "authority": self.authority, "headers": dict(self.headers),
-                "streams": self.streams, "adds_usage": self.adds_usage}
+        route = {"provider": self.provider, "model": self.model,
+                 "model_json": orjson.dumps(self.model).decode(), "path": self.path,
+                 "authority": self.authority, "headers": dict(self.headers),
+                 "streams": self.streams, "adds_usage": self.adds_usage}
+        if self.translation:
+            route |= {"translation": self.translation, "reply_api": self.reply_api}
+        return route
 
 
 def lane_routes(config: processor_pb2.ProcessorConfig) -> dict[str, LaneRoute]:
     """By "<client API path> <model>": what ext_proc/direct.py decides per request, decided
     once per policy for every model with one target. A model the provider names otherwise
-    has a route too: the lane renames it in the body (Passthrough.unchanged)."""
+    has a route too: the lane renames it in the body (Passthrough.unchanged); and so has one
+    whose provider takes another API that the lane can translate to (TranslatedInEnvoy)."""
     routes = {}
     for name, model in config.models.items():
         if len(model.targets) != 1:
@@ -139,27 +151,43 @@ def _backend(config: processor_pb2.ProcessorConfig, target: processor_pb2.Target
                    dict(provider.options))
 
 
+def _translator(api: ClientApi, backend: Backend) -> Translator | None:
+    factory = translator_factory(api, backend.kind)
+    return factory(api, backend) if factory is not None else None
+
+
 def _passthrough(api: ClientApi, backend: Backend) -> Passthrough | None:
     """The translator for `api` on `backend` when it can pass bodies through, else None."""
-    factory = translator_factory(api, backend.kind)
-    translator: Translator | None = factory(api, backend) if factory is not None else None
+    translator = _translator(api, backend)
     return as_passthrough(translator) if translator is not None else None
 
 
 def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
-    translator = _passthrough(api, backend)
-    if translator is None:
-        return None
-    upstream = translator.unchanged(ClientRequest(backend.model))
+    translator = _translator(api, backend)
+    passthrough = as_passthrough(translator) if translator is not None else None
+    if passthrough is None:
+        in_envoy = as_translated_in_envoy(translator)
+        return _translated_route(in_envoy, backend) if in_envoy is not None else None
+    upstream = passthrough.unchanged(ClientRequest(backend.model))
     if upstream is None:
         return None
-    streams = translator.unchanged(ClientRequest(backend.model, stream=True)) is not None
-    adds_usage = (not streams and api is ClientApi.OPENAI_CHAT and translator.unchanged(
+    streams = passthrough.unchanged(ClientRequest(backend.model, stream=True)) is not None
+    adds_usage = (not streams and api is ClientApi.OPENAI_CHAT and passthrough.unchanged(
         ClientRequest(backend.model, stream=True, include_usage=True)) is not None)
     return LaneRoute(backend.provider, backend.model, upstream.path,
                      provider_authority(backend.kind, backend.base_url),
                      {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams,
                      adds_usage)
+
+
+def _translated_route(translator: TranslatedInEnvoy, backend: Backend) -> LaneRoute:
+    """Streams stay the workers' (`streams` False): the lane translates whole replies only."""
+    upstream = translator.envoy_upstream()
+    return LaneRoute(backend.provider, backend.model, upstream.path,
+                     provider_authority(backend.kind, backend.base_url),
+                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams=False,
+                     translation=translator.envoy_translation,
+                     reply_api=translator.reply_api.path)
 
 
 def worker_attempts(config: processor_pb2.ProcessorConfig) -> list[str]:
@@ -208,6 +236,7 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
         # The names the workers agree on with Envoy (ext_proc/contract.py).
         "names": {"namespace": METADATA_NAMESPACE, "direct_header": DIRECT_HEADER,
                   "usage_added_header": USAGE_ADDED_HEADER, "admitted_header": ADMITTED_HEADER,
+                  "translated_header": TRANSLATED_HEADER,
                   "team_header": TEAM_HEADER, "key_id_header": KEY_ID_HEADER,
                   "direct": DIRECT_METADATA_KEY, "model": MODEL_KEY, "stream": STREAM_KEY,
                   "include_usage": INCLUDE_USAGE_KEY, "client_path": CLIENT_PATH_KEY,
@@ -220,31 +249,3 @@ def _credential(provider: processor_pb2.Provider, secrets_dir: str) -> dict[str,
     header, prefix = KEY_HEADERS[provider.kind]
     source, where = locate(provider.api_key_ref, secrets_dir)
     return {"header": header, "prefix": prefix, source: where}
-
-
-def _script(name: str) -> str:
-    return resources.files("control_plane.compiler").joinpath("lua", name).read_text()
-
-
-def to_lua(value: Any) -> str:
-    """A Lua expression for plain data: tables, strings, numbers, booleans."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return _lua_string(value)
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"[{_lua_string(str(k))}]={to_lua(v)}"
-                              for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "{" + ",".join(to_lua(v) for v in value) + "}"
-    raise TypeError(f"no Lua form for {type(value).__name__}")
-
-
-def _lua_string(text: str) -> str:
-    """Every byte outside printable ASCII, and the quote and backslash, as a decimal escape:
-    any model name or path reads back exactly."""
-    escaped = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}"
-                      for b in text.encode())
-    return f'"{escaped}"'

@@ -13,6 +13,7 @@ from control_plane.compiler.settings import (
     ROUTE_CONFIG_NAME,
     GatewaySettings,
 )
+from control_plane.compiler.translations import translated_reply_filter
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
@@ -146,6 +147,7 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
     if admits_in_envoy(policy):
         # The lane admits what it can; the worker admits the rest.
         admission = [lane_filter(), added_usage_filter(),
+                     *([translated_reply_filter()] if forwards_directly(policy) else []),
                      unless_marked(admission[0], DIRECT_HEADER, ADMITTED_HEADER)]
     if forwards_directly(policy):
         admission.extend(reply_usage())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from ext_proc.contract import (
     BODY_SIZE_KEY,
@@ -156,6 +156,24 @@ def as_passthrough(translator: object) -> Passthrough | None:
     if passes is None:
         passes = _PASSES_THROUGH[cls] = isinstance(translator, Passthrough)
     return cast(Passthrough, translator) if passes else None
+
+
+class TranslatedInEnvoy(Protocol):
+    """A translator whose mapping Envoy's lane also holds, in Lua, for the requests it knows
+    all of (control_plane/compiler/lua/<envoy_translation>.lua); the lane leaves the others
+    to this translator."""
+
+    envoy_translation: ClassVar[str]  # the Lua translation's name
+    reply_api: ClassVar[ClientApi]  # the schema of the backend's replies, for their usage
+
+    def envoy_upstream(self) -> UpstreamRequest:
+        """Path and headers of every request the lane translates (`body` None: the lane's)."""
+        ...
+
+
+def as_translated_in_envoy(translator: object) -> TranslatedInEnvoy | None:
+    return (cast(TranslatedInEnvoy, translator)
+            if hasattr(type(translator), "envoy_translation") else None)
 
 
 TranslatorFactory = Callable[[ClientApi, Backend], Translator]

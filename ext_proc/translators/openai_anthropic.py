@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import orjson
 
@@ -38,12 +39,19 @@ class OpenAIToAnthropic:
         self._status = 0
         self._stream: AnthropicToOpenAIStream | None = None
 
+    # Envoy's lane translates the text-only requests itself (TranslatedInEnvoy).
+    envoy_translation: ClassVar[str] = "openai_anthropic"
+    reply_api: ClassVar[ClientApi] = ClientApi.ANTHROPIC_MESSAGES
+
+    def envoy_upstream(self) -> UpstreamRequest:
+        return UpstreamRequest(join_path(self._backend.base_url, "/v1/messages"), None,
+                               anthropic_headers(self._backend))
+
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
         translated = to_anthropic(body, self._backend.model)
         options = body.get("stream_options")
         self._include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return UpstreamRequest(join_path(self._backend.base_url, "/v1/messages"),
-                               orjson.dumps(translated), anthropic_headers(self._backend))
+        return replace(self.envoy_upstream(), body=orjson.dumps(translated))
 
     def response_body_mode(self, status: int, headers: Mapping[str, str]) -> BodyMode:
         self._status = status

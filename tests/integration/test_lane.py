@@ -20,10 +20,14 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from control_plane.keys import create_key
-from tests.fakes.provider_server import WHOLE_STREAM_HEADER, ProviderServer
+from ext_proc.translators.common import DEFAULT_ANTHROPIC_VERSION
+from ext_proc.translators.openai_anthropic import openai_completion
+from ext_proc.translators.openai_anthropic_request import to_anthropic
+from tests.fakes.provider_server import FIXTURES, WHOLE_STREAM_HEADER, ProviderServer
 from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
@@ -283,43 +287,92 @@ def test_a_body_the_lane_cannot_rename_exactly_is_left_to_the_workers_attempts(
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
 
 
-def test_a_translated_request_is_admitted_by_envoy_and_translated_by_the_worker(
+def test_a_translated_request_is_translated_by_envoy_alone(
         gateway: Gateway, fake: ProviderServer) -> None:
-    """No admission call: the worker's attempt translates it, with the caller Envoy found."""
-    admission, attempts = _messages(gateway)
+    """Text turns: the lane translates the request and its reply (compiler/lua/
+    openai_anthropic.lua) as the worker's translator does, and no worker sees it."""
+    before = _messages(gateway)
+    messages = [{"role": "system", "content": "Be brief."}, *CHAT]
     raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
-        model="claude-haiku-4-5", messages=CHAT, max_tokens=64)  # type: ignore[arg-type]
-    reply = raw.parse()
-    assert reply.object == "chat.completion" and reply.usage is not None
-    assert gateway.admission_messages() == admission
-    assert gateway.worker_messages() > attempts
+        model="claude-haiku-4-5", messages=messages, max_tokens=64,  # type: ignore[arg-type]
+        temperature=0.5, stop="END", user="u-7")
+    assert _messages(gateway) == before  # no admission call, no attempt call
     sent: dict[str, Any] = fake.last
     assert sent["path"] == "/v1/messages"
+    assert sent["body"] == to_anthropic({"messages": messages, "max_tokens": 64,
+                                         "temperature": 0.5, "stop": "END", "user": "u-7"},
+                                        "claude-haiku-4-5")
+    assert int(sent["headers"]["content-length"]) == len(sent["raw"].encode())
     assert sent["headers"]["x-api-key"] == "sk-ant-provider"  # not the gateway key
+    assert sent["headers"]["anthropic-version"] == DEFAULT_ANTHROPIC_VERSION
     assert "authorization" not in sent["headers"]
     assert not any(name.startswith("x-switchboard-") for name in sent["headers"])
+    # The reply, as the worker would have written it from the same provider reply.
+    fixture = (FIXTURES / "anthropic" / "responses" / "text.json").read_bytes()
+    expected = orjson.loads(openai_completion(orjson.loads(fixture), "claude-haiku-4-5",
+                                              0).body or b"")
+    reply = json.loads(raw.http_response.content)
+    assert abs(reply.pop("created") - time.time()) < 60
+    assert reply == {key: value for key, value in expected.items() if key != "created"}
+    assert int(raw.headers["content-length"]) == len(raw.http_response.content)
+    assert raw.headers["content-type"] == "application/json"
     row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
-    assert (row["team"], row["key_id"], row["requested_model"]) == (
-        "search", KEY_HASH, "claude-haiku-4-5")
-    assert row["outcome"] == "ok" and cost_of(row) > 0
-    # Without the cost in replies, the worker reads the whole reply in one message: its
-    # headers skipped, the status sent with the body, the length dropped (it changed).
-    assert "x-switchboard-cost-usd" not in raw.headers
-    assert "content-length" not in raw.headers
-    assert gateway.worker_messages() == attempts + 3
+    assert (row["team"], row["key_id"], row["requested_model"], row["provider_model"]) == (
+        "search", KEY_HASH, "claude-haiku-4-5", "claude-haiku-4-5")
+    # Read from the provider's reply, in its schema: cache writes are Anthropic's alone.
+    assert tokens_of(row) == (12 + 100 + 2048, 9, 2048, 100, 0)
+    assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
 
 
-def test_a_translated_error_keeps_its_status_without_the_replys_headers(
+def test_a_translated_stream_is_admitted_by_envoy_and_translated_by_the_worker(
         gateway: Gateway) -> None:
-    """The provider's 404 (its base URL has a path this fake does not serve), read with the
-    body alone, reaches the client as an OpenAI error with the same status."""
+    """No admission call: the worker's attempt translates it, with the caller Envoy found."""
+    admission, attempts = _messages(gateway)
+    with _client(gateway, KEY).chat.completions.with_streaming_response.create(
+            model="claude-haiku-4-5", messages=CHAT, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}) as raw:
+        chunks = list(raw.parse())
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
+    assert row["outcome"] == "ok" and cost_of(row) > 0
+
+
+def test_a_request_envoy_cannot_translate_is_translated_by_the_workers_attempt(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """Tools are beyond the lane's translation: the worker's attempt translates them, and
+    reads the whole reply in one message (its headers skipped, the status sent with the
+    body, the length dropped: it changed)."""
+    admission, attempts = _messages(gateway)
+    raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=CHAT, max_tokens=64,  # type: ignore[arg-type]
+        tools=[{"type": "function", "function": {"name": "lookup"}}])
+    assert raw.parse().object == "chat.completion"
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() == attempts + 3
+    assert fake.last["body"]["tools"][0]["name"] == "lookup"
+    assert "content-length" not in raw.headers
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
+    assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
+
+
+def test_a_translated_error_keeps_its_status(gateway: Gateway) -> None:
+    """The provider's 404 (its base URL has a path this fake does not serve), translated by
+    Envoy, reaches the client as an OpenAI error with the same status."""
+    before = _messages(gateway)
     with pytest.raises(openai.NotFoundError) as lost:
         _client(gateway, KEY).chat.completions.create(
             model="claude-lost", messages=CHAT)  # type: ignore[arg-type]
+    assert _messages(gateway) == before
     assert isinstance(lost.value.body, dict)
     assert "no such path" in lost.value.body["message"]  # an error shaped as OpenAI's
+    assert lost.value.body["code"] == "not_found"
     row = usage_record(gateway.ledger_path, lost.value.response.headers["x-request-id"])
     assert (row["outcome"], row["status"]) == ("upstream_error", 404)
+    assert cost_of(row) == 0
 
 
 def test_a_model_with_fallbacks_is_admitted_by_envoy_for_the_workers_attempts(

@@ -5,18 +5,13 @@ never be admitted by Envoy."""
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import time
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
 
 import httpx
 import pytest
 
-from control_plane.envoy_process import envoy_binary
-from tests.support.ports import free_port
+from control_plane.compiler.lua_source import script
+from tests.support.lua_envoy import lua_envoy
 
 pytestmark = pytest.mark.integration
 
@@ -29,59 +24,10 @@ end
 """
 
 
-def _config(port: int, admin_port: int) -> dict[str, object]:
-    script = resources.files("control_plane.compiler").joinpath("lua", "sha256.lua").read_text()
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                 "port_value": admin_port}}},
-        "static_resources": {"listeners": [{
-            "name": "digest",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                             "http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "digest",
-                    "route_config": {"virtual_hosts": [{
-                        "name": "all", "domains": ["*"],
-                        "routes": [{"match": {"prefix": "/"},
-                                    "direct_response": {"status": 404}}]}]},
-                    "http_filters": [
-                        {"name": "envoy.filters.http.lua", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua."
-                                     "v3.Lua",
-                            "default_source_code": {"inline_string": script + ECHO_DIGEST}}},
-                        {"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http."
-                                     "router.v3.Router"}},
-                    ]}}]}]}]},
-    }
-
-
 @pytest.fixture(scope="module")
 def digest_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port, admin_port = free_port(), free_port()
-    config = Path(tmp_path_factory.mktemp("sha256"), "envoy.json")
-    config.write_text(json.dumps(_config(port, admin_port)))
-    envoy = subprocess.Popen([envoy_binary(), "-c", str(config), "--concurrency", "1",
-                              "-l", "warning", "--base-id", str(port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert envoy.poll() is None, envoy.stderr.read() if envoy.stderr else ""
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "Envoy did not start"
-                time.sleep(0.1)
+    with lua_envoy(script("sha256.lua") + ECHO_DIGEST, tmp_path_factory.mktemp("sha256")) as url:
         yield url
-    finally:
-        envoy.terminate()
-        envoy.wait(timeout=10)
 
 
 @pytest.mark.parametrize("length", [0, 1, 3, 47, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000])

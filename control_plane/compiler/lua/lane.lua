@@ -1,9 +1,10 @@
 -- Admission in Envoy (gateway.admission: envoy). The compiler prepends `LANE`, the policy's
--- tables, and `sha256_hex`. A request this lane admits is forwarded alone with no worker
--- call, or, when only a worker can process its attempts (a translated API, fallbacks), goes
--- to them with no admission call; any other request is left untouched, for the worker to
--- admit exactly. So this code never refuses anything: whatever it is unsure of, the worker
--- decides.
+-- tables, `sha256_hex`, the JSON reader and the translations. A request this lane admits is
+-- forwarded alone with no worker call (renamed, or translated for its provider's API when
+-- the translation knows all of it), or, when only a worker can process its attempts (a
+-- translation beyond this code, fallbacks), goes to them with no admission call; any other
+-- request is left untouched, for the worker to admit exactly. So this code never refuses
+-- anything: whatever it is unsure of, the worker decides.
 
 local NAMES = LANE.names
 
@@ -89,31 +90,8 @@ end
 -- The body's two possible changes: a model the provider names otherwise is renamed, and an
 -- OpenAI stream that did not ask for its usage asks for it; every other byte stays as the
 -- client sent it. json_to_metadata has parsed the body already (it named the model), so this
--- scan only finds where its top-level values start and end.
-local function skip_space(text, at)
-  return text:find("[^ \t\r\n]", at)
-end
-
--- Where the string that opens at `at` closes: the first quote after it that an even number of
--- backslashes precedes. A plain search for quotes is many times faster than stopping at each
--- escape, and code pasted into a prompt is full of escapes.
-local function string_end(text, at)
-  local from = at + 1
-  while true do
-    local quote = text:find('"', from, true)
-    if quote == nil then
-      return nil
-    end
-    local before = quote - 1
-    while text:byte(before) == 92 do  -- stops at the opening quote at the latest
-      before = before - 1
-    end
-    if (quote - 1 - before) % 2 == 0 then
-      return quote
-    end
-    from = quote + 1
-  end
-end
+-- scan only finds where its top-level values start and end (skip_space and string_end come
+-- with json_text.lua).
 
 -- Just past the value that starts at `at`.
 local function value_end(text, at)
@@ -221,10 +199,30 @@ local function edit_body(handle, model, route, add_usage)
   return true
 end
 
--- Forwards the request alone to its model's one provider, after the body's edits; false
--- when the body cannot be edited exactly, for the worker's attempts to change it.
+-- The body in the provider's schema (openai_anthropic.lua); false when this code does not
+-- translate it, for the worker's attempts to translate or refuse it.
+local function translate_body(handle, route)
+  local body = handle:body()
+  if body == nil then
+    return false
+  end
+  local text = TRANSLATIONS[route.translation].request(body:getBytes(0, body:length()), route)
+  if text == nil then
+    return false
+  end
+  body:setBytes(text)
+  return true
+end
+
+-- Forwards the request alone to its model's one provider, after the body's edits or its
+-- translation; false when the body cannot be changed exactly here, for the worker's
+-- attempts to change it.
 local function forward_alone(handle, route, model, add_usage, team, key_id)
-  if model ~= route.model or add_usage then
+  if route.translation ~= nil then
+    if not translate_body(handle, route) then
+      return false
+    end
+  elseif model ~= route.model or add_usage then
     if not edit_body(handle, model, route, add_usage) then
       return false
     end
@@ -246,8 +244,13 @@ local function forward_alone(handle, route, model, add_usage, team, key_id)
   if add_usage then
     headers:replace(NAMES.usage_added_header, "1")
   end
+  if route.translation ~= nil then
+    headers:replace(NAMES.translated_header, "1")  -- for translated_reply.lua
+  end
+  -- A translated reply's usage is read in the provider's schema (reply_api).
   handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.direct, {
-    provider = route.provider, model = route.model, team = team, key_id = key_id})
+    provider = route.provider, model = route.model, team = team, key_id = key_id,
+    translation = route.translation, reply_api = route.reply_api})
   return true
 end
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from control_plane.compiler import GatewaySettings, compile_policy
-from control_plane.compiler.lane import lane_tables, to_lua
+from control_plane.compiler.lane import lane_tables
+from control_plane.compiler.lua_source import to_lua
 from control_plane.compiler.processor import processor_resource
 from control_plane.policy import load_documents
 from control_plane.service import ControlPlane
@@ -57,15 +58,15 @@ def lane_source(control_plane: ControlPlane) -> str:
     return source
 
 
-def test_only_requests_a_provider_takes_as_they_are_or_renamed_have_a_route() -> None:
+def test_only_requests_a_provider_takes_as_they_are_renamed_or_translated_have_a_route() -> None:
     routes = tables()["routes"]
     assert set(routes) == {
         "/v1/chat/completions gpt-4o", "/v1/embeddings gpt-4o",
         "/v1/chat/completions renamed", "/v1/embeddings renamed",
         "/v1/chat/completions llama", "/v1/embeddings llama",
-        "/v1/messages claude-sonnet-4-5",
+        "/v1/messages claude-sonnet-4-5", "/v1/chat/completions claude-sonnet-4-5",
         "/v1/chat/completions deployment", "/v1/embeddings deployment",
-    }  # not several targets, not a signed (Bedrock) credential
+    }  # not several targets, not a signed (Bedrock) credential, not a refused API
     assert routes["/v1/chat/completions gpt-4o"] == {
         "provider": "oai", "model": "gpt-4o", "model_json": '"gpt-4o"',
         "path": "/v1/chat/completions", "authority": "api.openai.com",
@@ -82,6 +83,15 @@ def test_only_requests_a_provider_takes_as_they_are_or_renamed_have_a_route() ->
     assert claude["headers"]["anthropic-version"] and claude["streams"]
     assert routes["/v1/chat/completions deployment"]["path"].startswith(
         "/openai/deployments/deployment/chat/completions?api-version=")
+    # Translated by the lane's Lua; its streams stay the worker's.
+    assert routes["/v1/chat/completions claude-sonnet-4-5"] == {
+        "provider": "claude", "model": "claude-sonnet-4-5",
+        "model_json": '"claude-sonnet-4-5"', "path": "/v1/messages",
+        "authority": "api.anthropic.com",
+        "headers": {"content-type": "application/json", "anthropic-version": "2023-06-01"},
+        "streams": False, "adds_usage": False, "translation": "openai_anthropic",
+        "reply_api": "/v1/messages"}
+    assert "translation" not in routes["/v1/chat/completions gpt-4o"]
 
 
 def test_the_lane_admits_for_the_attempts_what_no_admission_could_forward_alone() -> None:
@@ -124,10 +134,17 @@ def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
     hcm = to_dict(listener)["filter_chains"][0]["filters"][0]["typed_config"]
     names = [f["name"] for f in hcm["http_filters"]]
     lane = names.index("switchboard.lane")
-    # The usage event's remover, on the reply's way, comes after the stream's usage reader.
-    assert names[lane + 1:lane + 3] == ["switchboard.added_usage", "envoy.filters.http.ext_proc"]
-    assert names.index("switchboard.stream_usage") > lane + 1
-    admission = hcm["http_filters"][lane + 2]["typed_config"]
+    # The usage event's remover and the reply's translator, on the reply's way, come after
+    # the usage readers: the usage is read from the provider's reply.
+    assert names[lane + 1:lane + 4] == ["switchboard.added_usage", "switchboard.translated_reply",
+                                        "envoy.filters.http.ext_proc"]
+    assert names.index("switchboard.stream_usage") > lane + 3
+    assert names.index("switchboard.reply_usage") > lane + 3
+    translator = hcm["http_filters"][lane + 2]["typed_config"]
+    [marked] = translator["xds_matcher"]["matcher_list"]["matchers"]  # skipped unless marked
+    assert marked["predicate"]["not_matcher"]["single_predicate"]["input"]["typed_config"][
+        "header_name"] == "x-switchboard-translated"
+    admission = hcm["http_filters"][lane + 3]["typed_config"]
     # Built only for requests the lane did not admit: a composite delegates to it.
     assert admission["extension_config"]["typed_config"]["@type"].endswith(".Composite")
     [matcher] = admission["xds_matcher"]["matcher_list"]["matchers"]

@@ -1,0 +1,286 @@
+-- JSON read with every string and number kept as its source text. A translation moves values
+-- from one schema to the other without decoding or re-encoding them, so a provider receives
+-- each value as the client wrote it.
+--
+-- A string is a Lua string: what stands between its quotes, escapes as written. A number is
+-- {number = "<its text>", integer = <no fraction or exponent>}; true and false are themselves,
+-- null is JSON_NULL; an object is {object = {key = value}}, an array {array = {...}}, each
+-- with `first` and `last`, where its text starts and ends. Reading fails (nil) on anything
+-- that is not JSON, and on an object key spelled with an escape (a key compared as written
+-- could differ from the key a decoder reads): the caller then leaves the body to a worker.
+
+local JSON_NULL = {}
+
+local function skip_space(text, at)
+  return text:find("[^ \t\r\n]", at)
+end
+
+-- Where the string that opens at `at` closes: the first quote after it that an even number of
+-- backslashes precedes. A plain search for quotes is many times faster than stopping at each
+-- escape, and code pasted into a prompt is full of escapes.
+local function string_end(text, at)
+  local from = at + 1
+  while true do
+    local quote = text:find('"', from, true)
+    if quote == nil then
+      return nil
+    end
+    local before = quote - 1
+    while text:byte(before) == 92 do  -- stops at the opening quote at the latest
+      before = before - 1
+    end
+    if (quote - 1 - before) % 2 == 0 then
+      return quote
+    end
+    from = quote + 1
+  end
+end
+
+local byte = string.byte
+
+local ESCAPE_LETTERS = {[34] = true, [92] = true, [47] = true, [98] = true, [102] = true,
+                        [110] = true, [114] = true, [116] = true}
+
+local function is_hex(code)
+  return code ~= nil and (code >= 48 and code <= 57 or code >= 65 and code <= 70
+                          or code >= 97 and code <= 102)
+end
+
+-- Just past the UTF-8 sequence that starts at `at` (lead byte `lead`), as JSON requires it:
+-- no overlong form, no surrogate; nil if it is not one.
+local function utf8_end(text, at, lead)
+  local size, low, high = 0, 128, 191
+  if lead >= 194 and lead <= 223 then
+    size = 2
+  elseif lead >= 224 and lead <= 239 then
+    size = 3
+    low = lead == 224 and 160 or 128
+    high = lead == 237 and 159 or 191
+  elseif lead >= 240 and lead <= 244 then
+    size = 4
+    low = lead == 240 and 144 or 128
+    high = lead == 244 and 143 or 191
+  else
+    return nil
+  end
+  local second = byte(text, at + 1)
+  if second == nil or second < low or second > high then
+    return nil
+  end
+  for i = at + 2, at + size - 1 do
+    local code = byte(text, i)
+    if code == nil or code < 128 or code > 191 then
+      return nil
+    end
+  end
+  return at + size
+end
+
+-- Whether text[first..last] holds a JSON string's contents (no control character, only
+-- JSON's escapes, UTF-8), and whether it has an escape. A loop over bytes, which LuaJIT
+-- compiles, and not a pattern: a character class costs ~10 times more per byte.
+local function string_contents(text, first, last)
+  local at, escaped = first, false
+  while at <= last do
+    local code = byte(text, at)
+    if code < 32 then
+      return false
+    elseif code == 92 then
+      local letter = byte(text, at + 1)
+      escaped = true
+      if letter == 117 then
+        for i = at + 2, at + 5 do
+          if i > last or not is_hex(byte(text, i)) then
+            return false
+          end
+        end
+        at = at + 6
+      elseif ESCAPE_LETTERS[letter] and at + 1 <= last then
+        at = at + 2
+      else
+        return false
+      end
+    elseif code >= 128 then
+      at = utf8_end(text, at, code)
+      if at == nil or at > last + 1 then
+        return false
+      end
+    else
+      at = at + 1
+    end
+  end
+  return true, escaped
+end
+
+-- Any text, with the bytes that are not UTF-8 replaced by U+FFFD.
+local function as_utf8(text)
+  local at = text:find("[\128-\255]")
+  while at ~= nil do
+    local after = utf8_end(text, at, byte(text, at))
+    if after == nil then
+      return (text:gsub("[\128-\255]", "\239\191\189"))
+    end
+    at = text:find("[\128-\255]", after)
+  end
+  return text
+end
+
+-- Just past the number at `at`, and whether it is an integer; nil if none starts there.
+local function number_end(text, at)
+  local _, last = text:find("^-?%d+", at)
+  if last == nil then
+    return nil
+  end
+  local digits = text:byte(at) == 45 and at + 1 or at
+  if text:byte(digits) == 48 and last > digits then
+    return nil  -- a leading zero
+  end
+  local integer = true
+  local _, fraction = text:find("^%.%d+", last + 1)
+  if fraction ~= nil then
+    last, integer = fraction, false
+  end
+  local _, exponent = text:find("^[eE][-+]?%d+", last + 1)
+  if exponent ~= nil then
+    last, integer = exponent, false
+  end
+  return last + 1, integer
+end
+
+local read_value
+
+-- The members of the object or the items of the array whose opening bracket is at `open`.
+local function read_container(text, open, is_object)
+  local items, closing = {}, is_object and 125 or 93
+  local at = skip_space(text, open + 1)
+  if at ~= nil and text:byte(at) == closing then
+    return {[is_object and "object" or "array"] = items, first = open, last = at}, at + 1
+  end
+  while at ~= nil do
+    local key
+    if is_object then
+      local close = text:byte(at) == 34 and string_end(text, at)
+      if not close then
+        return nil
+      end
+      local valid, escaped = string_contents(text, at + 1, close - 1)
+      if not valid or escaped then
+        return nil
+      end
+      key = text:sub(at + 1, close - 1)
+      at = skip_space(text, close + 1)
+      if at == nil or text:byte(at) ~= 58 then
+        return nil
+      end
+      at = at + 1
+    end
+    local value
+    value, at = read_value(text, at)
+    if value == nil then
+      return nil
+    end
+    if is_object then
+      items[key] = value  -- the last of a repeated key wins, as with the workers' parser
+    else
+      items[#items + 1] = value
+    end
+    at = skip_space(text, at)
+    if at == nil then
+      return nil
+    end
+    local byte = text:byte(at)
+    if byte == closing then
+      return {[is_object and "object" or "array"] = items, first = open, last = at}, at + 1
+    end
+    if byte ~= 44 then
+      return nil
+    end
+    at = skip_space(text, at + 1)
+  end
+  return nil
+end
+
+read_value = function(text, at)
+  at = skip_space(text, at)
+  if at == nil then
+    return nil
+  end
+  local byte = text:byte(at)
+  if byte == 34 then
+    local close = string_end(text, at)
+    if close == nil then
+      return nil
+    end
+    if not string_contents(text, at + 1, close - 1) then
+      return nil
+    end
+    return text:sub(at + 1, close - 1), close + 1
+  elseif byte == 123 or byte == 91 then
+    return read_container(text, at, byte == 123)
+  elseif byte == 116 and text:sub(at, at + 3) == "true" then
+    return true, at + 4
+  elseif byte == 102 and text:sub(at, at + 4) == "false" then
+    return false, at + 5
+  elseif byte == 110 and text:sub(at, at + 3) == "null" then
+    return JSON_NULL, at + 4
+  end
+  local after, integer = number_end(text, at)
+  if after == nil then
+    return nil
+  end
+  return {number = text:sub(at, after - 1), integer = integer}, after
+end
+
+-- The document `text` as above, or nil.
+local function json_read(text)
+  local value, after = read_value(text, 1)
+  if value == nil or skip_space(text, after) ~= nil then
+    return nil
+  end
+  return value
+end
+
+-- The text of a container without the spaces between its tokens.
+local function minified(text)
+  local parts, from = {}, 1
+  while true do
+    local mark = text:find('[ \t\r\n"]', from)
+    if mark == nil then
+      parts[#parts + 1] = text:sub(from)
+      return table.concat(parts)
+    end
+    parts[#parts + 1] = text:sub(from, mark - 1)
+    if text:byte(mark) == 34 then
+      local close = string_end(text, mark)
+      parts[#parts + 1] = text:sub(mark, close)
+      from = close + 1
+    else
+      from = skip_space(text, mark) or #text + 1
+    end
+  end
+end
+
+-- A value read from `text`, written back as compact JSON.
+local function json_source(text, value)
+  if type(value) == "string" then
+    return '"' .. value .. '"'
+  elseif value == true or value == false then
+    return tostring(value)
+  elseif value == JSON_NULL then
+    return "null"
+  elseif value.number ~= nil then
+    return value.number
+  end
+  return minified(text:sub(value.first, value.last))
+end
+
+local ESCAPED = {['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                 ["\b"] = "\\b", ["\f"] = "\\f"}
+
+-- Any text as a JSON string; bytes that are not UTF-8 become U+FFFD.
+local function json_quoted(text)
+  local escaped = as_utf8(text):gsub('[%z\1-\31"\\]', function(char)
+    return ESCAPED[char] or string.format("\\u%04x", char:byte())
+  end)
+  return '"' .. escaped .. '"'
+end

@@ -1,0 +1,331 @@
+-- OpenAI chat completions served by Anthropic's Messages API, translated in Envoy for the
+-- requests whose every field this code knows: text turns, the sampling parameters, stop
+-- sequences and the user. The same mapping as ext_proc/translators/openai_anthropic.py and
+-- openai_anthropic_request.py, held to the same outputs by tests/integration/
+-- test_lua_translation.py. Anything else (tools, images, tool turns, streams, a field of the
+-- wrong type) is not translated here: `request` returns nil, and a worker's attempt
+-- translates or refuses the request exactly. `TRANSLATION` (the compiler's) holds the
+-- workers' constants.
+
+local function present(value)
+  return value ~= nil and value ~= JSON_NULL
+end
+
+local function integer_text(value)
+  -- Beyond 15 digits a double would not hold it: the worker decides.
+  if type(value) == "table" and value.integer and #value.number <= 15 then
+    return value.number
+  end
+  return nil
+end
+
+-- A role or part type as written; ESCAPED_NAME for one spelled with an escape, which only a
+-- decoder can compare.
+local ESCAPED_NAME = {}
+local function name_of(value)
+  if type(value) ~= "string" then
+    return nil
+  end
+  return value:find("\\", 1, true) and ESCAPED_NAME or value
+end
+
+-- The text of content given as a string or as parts; nil when a part is not text. An
+-- assistant's parts that are not text (a refusal) are left out rather than refused.
+local function content_text(content, skip_other_parts)
+  if type(content) == "string" then
+    return content
+  end
+  if type(content) ~= "table" or content.array == nil then
+    return nil
+  end
+  local texts = {}
+  for _, part in ipairs(content.array) do
+    local fields = type(part) == "table" and part.object
+    if not fields then
+      return nil
+    end
+    local kind = name_of(fields.type)
+    if kind == "text" then
+      if type(fields.text) ~= "string" then
+        return nil
+      end
+      texts[#texts + 1] = fields.text
+    elseif kind == ESCAPED_NAME or not skip_other_parts then
+      return nil
+    end
+  end
+  return table.concat(texts)
+end
+
+local function text_block(text)
+  return '{"type":"text","text":"' .. text .. '"}'
+end
+
+local function user_blocks(content)
+  if type(content) == "string" then
+    return {text_block(content)}
+  end
+  if type(content) ~= "table" or content.array == nil then
+    return nil
+  end
+  local blocks = {}
+  for _, part in ipairs(content.array) do
+    local fields = type(part) == "table" and part.object
+    if not fields or name_of(fields.type) ~= "text" or type(fields.text) ~= "string" then
+      return nil  -- an image, or what the worker refuses
+    end
+    blocks[#blocks + 1] = text_block(fields.text)
+  end
+  return blocks
+end
+
+local function assistant_blocks(fields)
+  local calls = fields.tool_calls
+  if present(calls) and not (type(calls) == "table" and calls.array and #calls.array == 0) then
+    return nil
+  end
+  if not present(fields.content) then
+    return {}
+  end
+  local text = content_text(fields.content, true)
+  if text == nil then
+    return nil
+  end
+  return text ~= "" and {text_block(text)} or {}
+end
+
+-- Anthropic alternates roles: a turn of the same role as the last joins it.
+local function append(turns, role, blocks)
+  local last = turns[#turns]
+  if last ~= nil and last.role == role then
+    for _, block in ipairs(blocks) do
+      last.blocks[#last.blocks + 1] = block
+    end
+  else
+    turns[#turns + 1] = {role = role, blocks = blocks}
+  end
+end
+
+-- The turns and the system prompt's parts, or nil.
+local function conversation(messages)
+  if type(messages) ~= "table" or messages.array == nil or #messages.array == 0 then
+    return nil
+  end
+  local turns, system = {}, {}
+  for _, message in ipairs(messages.array) do
+    local fields = type(message) == "table" and message.object
+    if not fields then
+      return nil
+    end
+    local role, blocks = name_of(fields.role), nil
+    if role == "system" or role == "developer" then
+      local text = content_text(fields.content, false)
+      if text == nil then
+        return nil
+      end
+      system[#system + 1] = text
+    elseif role == "user" or role == "assistant" then
+      if role == "user" then
+        blocks = user_blocks(fields.content)
+      else
+        blocks = assistant_blocks(fields)
+      end
+      if blocks == nil then
+        return nil
+      end
+      append(turns, role, blocks)
+    else
+      return nil  -- a tool result, or what the worker refuses
+    end
+  end
+  return turns, system
+end
+
+local function max_tokens(fields)
+  local value = fields.max_completion_tokens
+  if not present(value) then
+    value = fields.max_tokens
+  end
+  if not present(value) then
+    return tostring(TRANSLATION.default_max_tokens)
+  end
+  local text = integer_text(value)
+  if text == nil or tonumber(text) < 1 then
+    return nil
+  end
+  return string.format("%d", tonumber(text))
+end
+
+local function stop_sequences(stop)
+  if type(stop) == "string" then
+    return '["' .. stop .. '"]'
+  end
+  if type(stop) ~= "table" or stop.array == nil then
+    return nil
+  end
+  local quoted = {}
+  for i, sequence in ipairs(stop.array) do
+    if type(sequence) ~= "string" then
+      return nil
+    end
+    quoted[i] = '"' .. sequence .. '"'
+  end
+  return "[" .. table.concat(quoted, ",") .. "]"
+end
+
+-- Whatever the worker would refuse, or translates beyond this code, or reads for a stream.
+local UNTRANSLATED = {"tools", "tool_choice", "parallel_tool_calls"}
+
+local function request(text, route)
+  local body = json_read(text)
+  local fields = type(body) == "table" and body.object
+  if not fields then
+    return nil
+  end
+  for _, name in ipairs(UNTRANSLATED) do
+    if present(fields[name]) then
+      return nil
+    end
+  end
+  local n, stream = fields.n, fields.stream
+  if present(n) and not (integer_text(n) and tonumber(n.number) <= 1 and tonumber(n.number) >= 0)
+      or present(stream) and stream ~= false then
+    return nil  -- n other than 1 is refused; a stream is translated by a worker
+  end
+  local turns, system = conversation(fields.messages)
+  local tokens = max_tokens(fields)
+  if turns == nil or tokens == nil then
+    return nil
+  end
+  local out = {'{"model":', route.model_json, ',"messages":['}
+  for i, turn in ipairs(turns) do
+    out[#out + 1] = (i > 1 and ',{"role":"' or '{"role":"') .. turn.role .. '","content":['
+      .. table.concat(turn.blocks, ",") .. "]}"
+  end
+  out[#out + 1] = '],"max_tokens":' .. tokens
+  if #system > 0 then
+    out[#out + 1] = ',"system":"' .. table.concat(system, "\\n\\n") .. '"'
+  end
+  for _, name in ipairs({"temperature", "top_p"}) do
+    local value = fields[name]
+    if present(value) then
+      if type(value) ~= "table" or value.number == nil then
+        return nil
+      end
+      out[#out + 1] = ',"' .. name .. '":' .. value.number
+    end
+  end
+  if present(fields.stop) then
+    local stop = stop_sequences(fields.stop)
+    if stop == nil then
+      return nil
+    end
+    out[#out + 1] = ',"stop_sequences":' .. stop
+  end
+  if present(fields.user) then
+    if type(fields.user) ~= "string" then
+      return nil
+    end
+    out[#out + 1] = ',"metadata":{"user_id":"' .. fields.user .. '"}'
+  end
+  out[#out + 1] = "}"
+  return table.concat(out)
+end
+
+-- An error body in either schema: its message as a JSON string (Anthropic, OpenAI and
+-- Google nest it in "error"; Bedrock puts it at the top), else the body itself.
+local function error_message(text)
+  local parsed = json_read(text)
+  if parsed == nil then
+    local stripped = text:match("^%s*(.-)%s*$")
+    return json_quoted(stripped ~= "" and stripped or "the provider returned an error")
+  end
+  if type(parsed) == "table" and parsed.array and #parsed.array == 1 then
+    parsed = parsed.array[1]  -- Vertex wraps its error in a list
+  end
+  local holder = type(parsed) == "table" and parsed.object or {}
+  local nested = holder.error
+  if type(nested) == "table" and nested.object then
+    holder = nested.object
+  end
+  local message = holder.message
+  if message == nil then
+    message = holder.Message
+  end
+  if type(message) == "string" then
+    return '"' .. message .. '"'
+  end
+  return json_quoted(json_source(text, parsed))
+end
+
+local function openai_error(status, message)
+  local kind = TRANSLATION.error_kinds[tostring(status)]
+    or TRANSLATION.error_kinds[status >= 500 and "500" or "400"]
+  return '{"error":{"message":' .. message .. ',"type":"' .. kind[1] .. '","code":"'
+    .. kind[2] .. '"}}'
+end
+
+local function count(usage, name)
+  local text = integer_text(usage[name])
+  return text and tonumber(text) or 0
+end
+
+-- OpenAI counts cache reads and writes as prompt tokens; Anthropic does not.
+local function openai_usage(usage)
+  local cached = count(usage, "cache_read_input_tokens")
+  local prompt = count(usage, "input_tokens") + cached + count(usage, "cache_creation_input_tokens")
+  local output = count(usage, "output_tokens")
+  return string.format(
+    ',"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+      .. '"prompt_tokens_details":{"cached_tokens":%d}}', prompt, output, prompt + output, cached)
+end
+
+local function string_or(value, default)
+  return type(value) == "string" and value or default
+end
+
+local function tool_call(text, fields)
+  local input = fields.input == nil and "{}" or json_source(text, fields.input)
+  return '{"id":"' .. string_or(fields.id, "") .. '","type":"function","function":{"name":"'
+    .. string_or(fields.name, "") .. '","arguments":' .. json_quoted(input) .. "}}"
+end
+
+-- An Anthropic message as an OpenAI chat.completion.
+local function completion(text, model)
+  local parsed = json_read(text)
+  local message = type(parsed) == "table" and parsed.object
+  if not message then
+    return openai_error(502, '"the provider returned an unreadable answer"')
+  end
+  local texts, calls = {}, {}
+  local blocks = message.content
+  for _, block in ipairs(type(blocks) == "table" and blocks.array or {}) do
+    local fields = type(block) == "table" and block.object
+    if fields and fields.type == "text" then
+      texts[#texts + 1] = string_or(fields.text, "")
+    elseif fields and fields.type == "tool_use" then
+      calls[#calls + 1] = tool_call(text, fields)
+    end
+  end
+  local name = message.model
+  local reason = TRANSLATION.finish_reasons[string_or(message.stop_reason, "")] or "stop"
+  local usage = message.usage
+  return table.concat({
+    '{"id":"', string_or(message.id, ""), '","object":"chat.completion","created":',
+    tostring(os.time()), ',"model":',
+    (type(name) == "string" and name ~= "") and '"' .. name .. '"' or json_quoted(model),
+    ',"choices":[{"index":0,"message":{"role":"assistant","content":',
+    #texts > 0 and '"' .. table.concat(texts) .. '"' or "null", ',"refusal":null',
+    #calls > 0 and ',"tool_calls":[' .. table.concat(calls, ",") .. "]" or "",
+    '},"logprobs":null,"finish_reason":"', reason, '"}]',
+    (type(usage) == "table" and usage.object) and openai_usage(usage.object) or "", "}"})
+end
+
+local function reply(status, text, model)
+  if status < 200 or status >= 300 then
+    return openai_error(status, error_message(text))
+  end
+  return completion(text, model)
+end
+
+TRANSLATIONS = {openai_anthropic = {request = request, reply = reply}}
