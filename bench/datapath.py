@@ -59,6 +59,10 @@ SCENARIOS = {
     # The client asks for the usage chunk itself: the stream can be forwarded unread.
     "stream-usage": Scenario("stream-usage", fakes.STREAM_BASE + "/chat/completions",
                              "bench-stream", stream=True, include_usage=True),
+    # An OpenAI client's stream, with its usage, from an Anthropic-schema stream.
+    "translated-stream": Scenario("translated-stream",
+                                  fakes.ANTHROPIC_STREAM_BASE + "/v1/messages",
+                                  "bench-anthropic-stream", stream=True, include_usage=True),
 }
 
 
@@ -109,7 +113,8 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
         policy["teams"] = {"bench": {"keys": [key_hash(BENCH_KEY)],
                                      "budget": {"limit_usd": 1_000_000, "period": "month"}}}
         policy["prices"] = {f"{name}/*": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
-                            for name in ("openai", "anthropic", "openai-stream")}
+                            for name in ("openai", "anthropic", "openai-stream",
+                                         "anthropic-stream")}
     gateway = policy.setdefault("gateway", {})
     if not reply_cost:
         gateway["reply_cost"] = False
@@ -117,12 +122,16 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
         gateway["admission"] = "envoy"
     policy["providers"]["openai-stream"] = {"kind": "openai",
                                             "base_url": base + fakes.STREAM_BASE}
+    policy["providers"]["anthropic-stream"] = {"kind": "anthropic",
+                                               "base_url": base + fakes.ANTHROPIC_STREAM_BASE}
     policy["models"] = {
         "bench-openai": {"targets": [{"provider": "openai", "model": "gpt-4o-mini"}]},
         "bench-passthrough": {"targets": [{"provider": "openai"}]},
         "bench-anthropic": {"targets": [{"provider": "anthropic",
                                          "model": "claude-sonnet-4-5"}]},
         "bench-stream": {"targets": [{"provider": "openai-stream"}]},
+        "bench-anthropic-stream": {"targets": [{"provider": "anthropic-stream",
+                                                "model": "claude-sonnet-4-5"}]},
         **policy["models"],
     }
     assert model_name(0) in policy["models"] or filler == 0

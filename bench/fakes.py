@@ -76,10 +76,38 @@ def chat_stream() -> bytes:
     return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
+def anthropic_stream() -> bytes:
+    """ANTHROPIC_MESSAGE as Anthropic streams it (API reference, "Streaming Messages"):
+    message_start with the input usage, one text block in deltas of a few words, a ping,
+    message_delta with the final usage, message_stop."""
+    message = orjson.loads(ANTHROPIC_MESSAGE)
+    words = message["content"][0]["text"].split(" ")
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {**message["usage"], "output_tokens": 1}}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("ping", {"type": "ping"})]
+    for index in range(0, len(words), 4):
+        events.append(("content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": " ".join(words[index:index + 4]) + " "}}))
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta",
+                           "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                           "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+        ("message_stop", {"type": "message_stop"})]
+    return b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+                    for name, data in events)
+
+
 # Upstream paths: the provider's base URL picks the kind of answer.
 OPENAI_BASE = "/v1"
 STREAM_BASE = "/stream/v1"
 ANTHROPIC_BASE = "/anthropic"
+ANTHROPIC_STREAM_BASE = "/anthropic-stream"
 
 
 def _direct(path: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -118,6 +146,8 @@ def upstream_config(port: int, admin_port: int) -> dict[str, Any]:
         _direct(OPENAI_BASE + "/chat/completions", CHAT_COMPLETION, "application/json"),
         _direct(STREAM_BASE + "/chat/completions", chat_stream(), "text/event-stream"),
         _direct(ANTHROPIC_BASE + "/v1/messages", ANTHROPIC_MESSAGE, "application/json"),
+        _direct(ANTHROPIC_STREAM_BASE + "/v1/messages", anthropic_stream(),
+                "text/event-stream"),
     ]
     buffer = {"name": "envoy.filters.http.buffer", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",

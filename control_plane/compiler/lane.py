@@ -181,11 +181,11 @@ def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
 
 
 def _translated_route(translator: TranslatedInEnvoy, backend: Backend) -> LaneRoute:
-    """Streams stay the workers' (`streams` False): the lane translates whole replies only."""
+    """The translation's streams report their usage whatever the client asked (`streams`)."""
     upstream = translator.envoy_upstream()
     return LaneRoute(backend.provider, backend.model, upstream.path,
                      provider_authority(backend.kind, backend.base_url),
-                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams=False,
+                     {"content-type": JSON_CONTENT_TYPE, **upstream.headers}, streams=True,
                      translation=translator.envoy_translation,
                      reply_api=translator.reply_api.path)
 

@@ -10,7 +10,12 @@ from typing import Any
 from control_plane.compiler.direct import only_marked
 from control_plane.compiler.lua_source import script, to_lua
 from control_plane.xds.resources import any_of
-from ext_proc.contract import DIRECT_METADATA_KEY, METADATA_NAMESPACE, TRANSLATED_HEADER
+from ext_proc.contract import (
+    DIRECT_METADATA_KEY,
+    INCLUDE_USAGE_KEY,
+    METADATA_NAMESPACE,
+    TRANSLATED_HEADER,
+)
 from ext_proc.errors import ERROR_KINDS
 from ext_proc.translators.common import FINISH_REASONS
 from ext_proc.translators.openai_anthropic_request import DEFAULT_MAX_TOKENS
@@ -25,7 +30,8 @@ def translation_tables() -> dict[str, Any]:
         "finish_reasons": FINISH_REASONS,
         "error_kinds": {str(status): [kind.openai_type, kind.openai_code]
                         for status, kind in ERROR_KINDS.items()},
-        "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY},
+        "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY,
+                  "include_usage": INCLUDE_USAGE_KEY},
     }
 
 

@@ -163,7 +163,9 @@ class TranslatedInEnvoy(Protocol):
     all of (control_plane/compiler/lua/<envoy_translation>.lua); the lane leaves the others
     to this translator."""
 
-    envoy_translation: ClassVar[str]  # the Lua translation's name
+    # The Lua translation's name. Its replies, whole or streamed, report their usage in the
+    # backend's schema whatever the client asked.
+    envoy_translation: ClassVar[str]
     reply_api: ClassVar[ClientApi]  # the schema of the backend's replies, for their usage
 
     def envoy_upstream(self) -> UpstreamRequest:

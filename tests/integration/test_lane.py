@@ -24,11 +24,13 @@ import orjson
 import pytest
 
 from control_plane.keys import create_key
+from ext_proc.contract import ClientApi
+from ext_proc.translators.base import Backend
 from ext_proc.translators.common import DEFAULT_ANTHROPIC_VERSION
-from ext_proc.translators.openai_anthropic import openai_completion
+from ext_proc.translators.openai_anthropic import OpenAIToAnthropic, openai_completion
 from ext_proc.translators.openai_anthropic_request import to_anthropic
 from tests.fakes.provider_server import FIXTURES, WHOLE_STREAM_HEADER, ProviderServer
-from tests.integration.test_metering import ANTHROPIC_PLAIN, CHAT, OPENAI_PLAIN
+from tests.integration.test_metering import ANTHROPIC_PLAIN, ANTHROPIC_STREAM, CHAT, OPENAI_PLAIN
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
 
@@ -324,20 +326,50 @@ def test_a_translated_request_is_translated_by_envoy_alone(
     assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
 
 
-def test_a_translated_stream_is_admitted_by_envoy_and_translated_by_the_worker(
-        gateway: Gateway) -> None:
-    """No admission call: the worker's attempt translates it, with the caller Envoy found."""
-    admission, attempts = _messages(gateway)
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_translated_stream_is_translated_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer, include_usage: bool) -> None:
+    """Event by event, as the fake sends them in small pieces; metered from Anthropic's own
+    events, whether or not the client asked for its usage."""
+    before = _messages(gateway)
     with _client(gateway, KEY).chat.completions.with_streaming_response.create(
             model="claude-haiku-4-5", messages=CHAT, stream=True,  # type: ignore[arg-type]
-            stream_options={"include_usage": True}) as raw:
-        chunks = list(raw.parse())
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    assert gateway.admission_messages() == admission
-    assert gateway.worker_messages() > attempts
-    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+            stream_options={"include_usage": include_usage}) as raw:
+        chunks = [chunk.model_dump(exclude={"created"}) for chunk in raw.parse()]
+        request_id = raw.headers["x-request-id"]
+    assert _messages(gateway) == before
+    assert fake.last["body"]["stream"] is True
+    translator = OpenAIToAnthropic(ClientApi.OPENAI_CHAT, Backend(
+        "claude", "anthropic", "", "claude-haiku-4-5"))
+    translator.request({"messages": CHAT, "stream_options": {
+        "include_usage": include_usage}}, b"")
+    translator.response_body_mode(200, {"content-type": "text/event-stream"})
+    stream = (FIXTURES / "anthropic" / "streams" / "text.sse").read_bytes()
+    expected = [orjson.loads(event.removeprefix(b"data: ")) for event in (
+        translator.response_chunk(stream, True).body or b"").split(b"\n\n")
+        if event and event != b"data: [DONE]"]
+    assert chunks == [openai.types.chat.ChatCompletionChunk.model_validate(event).model_dump(
+        exclude={"created"}) for event in expected]
+    assert (chunks[-1]["usage"] is not None) == include_usage
+    row = usage_record(gateway.ledger_path, request_id)
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
-    assert row["outcome"] == "ok" and cost_of(row) > 0
+    # (Its outcome may be a client disconnect: the synchronous SDK closes the connection at
+    # [DONE], before the provider's stream has ended.)
+    assert tokens_of(row) == (25 + 1024, 15, 1024, 0, 0) and not row["estimated"]
+    assert cost_of(row) == ANTHROPIC_STREAM
+
+
+def test_a_translated_stream_sent_whole_loses_its_length(gateway: Gateway) -> None:
+    """A provider that sends its stream in one piece with a content-length: the translated
+    events have another length, so the client gets none. Read to its end: served."""
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, headers={
+        "authorization": f"Bearer {KEY}", WHOLE_STREAM_HEADER: "1"}, json={
+        "model": "claude-haiku-4-5", "messages": CHAT, "stream": True})
+    assert response.status_code == 200
+    assert "content-length" not in response.headers
+    assert response.text.endswith("data: [DONE]\n\n")
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
+    assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_STREAM
 
 
 def test_a_request_envoy_cannot_translate_is_translated_by_the_workers_attempt(

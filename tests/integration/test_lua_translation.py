@@ -30,7 +30,9 @@ MODEL = "claude-haiku-4-5"
 BACKEND = Backend("claude", "anthropic", "https://api.anthropic.com", MODEL)
 
 # POST /request: the translated body, or 204 when the lane leaves it to a worker;
-# POST /reply/<status>: the client's reply to a provider's reply of that status.
+# POST /reply/<status>: the client's reply to a provider's reply of that status;
+# POST /stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's stream
+# fed in pieces of that size.
 HARNESS = f"local MODEL = {to_lua(MODEL)}" + """
 local ROUTE = {model_json = '"' .. MODEL .. '"'}
 function envoy_on_request(handle)
@@ -41,6 +43,13 @@ function envoy_on_request(handle)
   if path == "/request" then
     local out = translation.request(text, ROUTE)
     handle:respond({[":status"] = out and "200" or "204"}, out or "")
+  elseif path:find("^/stream/") then
+    local usage, size = path:match("^/stream/(%d)/(%d+)$")
+    local stream, out = translation.stream(MODEL, usage == "1"), {}
+    for at = 1, #text, tonumber(size) do
+      out[#out + 1] = stream:feed(text:sub(at, at + tonumber(size) - 1))
+    end
+    handle:respond({[":status"] = "200"}, table.concat(out))
   else
     handle:respond({[":status"] = "200"},
                    translation.reply(tonumber(path:match("%d+$")), text, MODEL))
@@ -57,6 +66,7 @@ def lua_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _fixture_request(name: str) -> bytes:
+    """The fixture, whole (not streamed)."""
     body = orjson.loads((FIXTURES / "openai" / "requests" / f"{name}.json").read_bytes())
     body.pop("stream", None)
     body.pop("stream_options", None)
@@ -72,6 +82,9 @@ USER = {"role": "user", "content": "Hi"}
 TRANSLATED: dict[str, bytes] = {
     "fixture basic": _fixture_request("basic"),
     "fixture system_and_params": _fixture_request("system_and_params"),
+    "fixture system_and_params streamed": (
+        FIXTURES / "openai" / "requests" / "system_and_params.json").read_bytes(),
+    "a stream without options": _chat(USER, stream=True),
     "consecutive turns merged": _chat(USER, {"role": "user", "content": [
         {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         {"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"}),
@@ -111,7 +124,6 @@ LEFT_TO_A_WORKER: dict[str, bytes] = {
     "fixture images": _fixture_request("images"),
     "fixture tools": _fixture_request("tools"),
     "fixture tool_choice_required": _fixture_request("tool_choice_required"),
-    "a stream": _chat(USER, stream=True),
     "stream of the wrong type": _chat(USER, stream="yes"),
     "n 2": _chat(USER, n=2),
     "n as a float": _chat(USER, n=1.0),
@@ -227,3 +239,43 @@ def test_the_lane_translates_replies_as_the_worker_does(lua_url: str, case: str)
         for call in completion.get("choices", [{}])[0].get("message", {}).get("tool_calls", []):
             call["function"]["arguments"] = orjson.loads(call["function"]["arguments"])
     assert actual == wanted
+
+
+STREAMS = sorted((FIXTURES / "anthropic" / "streams").iterdir())
+
+
+def _events(stream: bytes) -> list[Any]:
+    """A stream's events, each data as JSON ([DONE] as itself), `created` aside."""
+    events: list[Any] = []
+    for event in stream.decode().split("\n\n"):
+        if not event:
+            continue
+        assert event.startswith("data: ") and "\n" not in event, event
+        data = event.removeprefix("data: ")
+        parsed = data if data == "[DONE]" else orjson.loads(data)
+        if isinstance(parsed, dict) and "created" in parsed:
+            assert abs(parsed.pop("created") - time.time()) < 60
+        events.append(parsed)
+    return events
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+@pytest.mark.parametrize("fixture", STREAMS, ids=[path.stem for path in STREAMS])
+def test_the_lane_translates_streams_as_the_worker_does(
+        lua_url: str, fixture: Path, size: int, include_usage: bool) -> None:
+    """Fed in pieces of `size` bytes: split inside lines, CRLFs and UTF-8 sequences."""
+    raw = fixture.read_bytes()
+    translator = OpenAIToAnthropic(ClientApi.OPENAI_CHAT, BACKEND)
+    translator.request({"messages": [USER], "stream_options": {
+        "include_usage": include_usage}}, b"")
+    assert translator.response_body_mode(200, {"content-type": "text/event-stream"}) \
+        == "streamed"
+    pieces = [raw[at:at + size] for at in range(0, len(raw), size)]
+    expected = b"".join(translator.response_chunk(piece, at + 1 == len(pieces)).body or b""
+                        for at, piece in enumerate(pieces))
+    translated = httpx.post(f"{lua_url}stream/{int(include_usage)}/{size}", content=raw,
+                            timeout=5)
+    wanted = _events(expected)
+    assert wanted  # every fixture yields events
+    assert _events(translated.content) == wanted

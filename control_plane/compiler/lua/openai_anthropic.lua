@@ -1,11 +1,11 @@
 -- OpenAI chat completions served by Anthropic's Messages API, translated in Envoy for the
 -- requests whose every field this code knows: text turns, the sampling parameters, stop
--- sequences and the user. The same mapping as ext_proc/translators/openai_anthropic.py and
--- openai_anthropic_request.py, held to the same outputs by tests/integration/
--- test_lua_translation.py. Anything else (tools, images, tool turns, streams, a field of the
--- wrong type) is not translated here: `request` returns nil, and a worker's attempt
--- translates or refuses the request exactly. `TRANSLATION` (the compiler's) holds the
--- workers' constants.
+-- sequences and the user, whole or streamed. The same mapping as ext_proc/translators/
+-- openai_anthropic.py, openai_anthropic_request.py and openai_anthropic_stream.py, held to the
+-- same outputs by tests/integration/test_lua_translation.py. Anything else (tools, images,
+-- tool turns, a field of the wrong type) is not translated here: `request` returns nil, and a
+-- worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
+-- compiler's) holds the workers' constants.
 
 local function present(value)
   return value ~= nil and value ~= JSON_NULL
@@ -189,8 +189,8 @@ local function request(text, route)
   end
   local n, stream = fields.n, fields.stream
   if present(n) and not (integer_text(n) and tonumber(n.number) <= 1 and tonumber(n.number) >= 0)
-      or present(stream) and stream ~= false then
-    return nil  -- n other than 1 is refused; a stream is translated by a worker
+      or present(stream) and type(stream) ~= "boolean" then
+    return nil  -- n other than 1 is refused
   end
   local turns, system = conversation(fields.messages)
   local tokens = max_tokens(fields)
@@ -221,6 +221,9 @@ local function request(text, route)
       return nil
     end
     out[#out + 1] = ',"stop_sequences":' .. stop
+  end
+  if stream == true then
+    out[#out + 1] = ',"stream":true'
   end
   if present(fields.user) then
     if type(fields.user) ~= "string" then
@@ -270,11 +273,23 @@ local function count(usage, name)
   return text and tonumber(text) or 0
 end
 
+local USAGE_KEYS = {"input_tokens", "output_tokens", "cache_read_input_tokens",
+                    "cache_creation_input_tokens"}
+
+-- An Anthropic usage object's counts, 0 for each one missing or not an integer.
+local function usage_counts(usage)
+  local counts = {}
+  for _, key in ipairs(USAGE_KEYS) do
+    counts[key] = count(usage, key)
+  end
+  return counts
+end
+
 -- OpenAI counts cache reads and writes as prompt tokens; Anthropic does not.
-local function openai_usage(usage)
-  local cached = count(usage, "cache_read_input_tokens")
-  local prompt = count(usage, "input_tokens") + cached + count(usage, "cache_creation_input_tokens")
-  local output = count(usage, "output_tokens")
+local function openai_usage(counts)
+  local cached = counts.cache_read_input_tokens or 0
+  local prompt = (counts.input_tokens or 0) + cached + (counts.cache_creation_input_tokens or 0)
+  local output = counts.output_tokens or 0
   return string.format(
     ',"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
       .. '"prompt_tokens_details":{"cached_tokens":%d}}', prompt, output, prompt + output, cached)
@@ -318,7 +333,8 @@ local function completion(text, model)
     #texts > 0 and '"' .. table.concat(texts) .. '"' or "null", ',"refusal":null',
     #calls > 0 and ',"tool_calls":[' .. table.concat(calls, ",") .. "]" or "",
     '},"logprobs":null,"finish_reason":"', reason, '"}]',
-    (type(usage) == "table" and usage.object) and openai_usage(usage.object) or "", "}"})
+    (type(usage) == "table" and usage.object) and openai_usage(usage_counts(usage.object)) or "",
+    "}"})
 end
 
 local function reply(status, text, model)
@@ -328,4 +344,174 @@ local function reply(status, text, model)
   return completion(text, model)
 end
 
-TRANSLATIONS = {openai_anthropic = {request = request, reply = reply}}
+-- A stream: Anthropic's Messages events in, OpenAI chat.completion.chunk events out, fed
+-- chunks split at any byte. The stream ends with [DONE] only after message_stop, so a client
+-- can tell a whole answer from a cut one; an `error` event becomes an OpenAI error chunk and
+-- ends the stream. Lines end with LF or CRLF, as Anthropic sends them.
+local Stream = {}
+Stream.__index = Stream
+
+local function member(fields, name)
+  local value = fields[name]
+  return type(value) == "table" and value.object or {}
+end
+
+function Stream:chunk(delta, finish)
+  return self:envelope('[{"index":0,"delta":' .. delta .. ',"logprobs":null,"finish_reason":'
+    .. (finish and '"' .. finish .. '"' or "null") .. "}]")
+end
+
+function Stream:envelope(choices, usage)
+  return '{"id":"' .. self.id .. '","object":"chat.completion.chunk","created":' .. self.created
+    .. ',"model":' .. self.model .. ',"choices":' .. choices .. (usage or "") .. "}"
+end
+
+-- Anthropic's message_start holds the input counts and a placeholder output count;
+-- message_delta the final counts, each field it names replacing the earlier one.
+function Stream:see_usage(kind, fields)
+  if kind == "message_start" then
+    local usage = member(fields, "message").usage
+    if type(usage) == "table" and usage.object then
+      self.start = usage_counts(usage.object)
+    end
+  elseif kind == "message_delta" and type(fields.usage) == "table" and fields.usage.object then
+    local usage = fields.usage.object
+    local counts, seen = {}, usage_counts(usage)
+    local base = self.usage or self.start or {}
+    for _, key in ipairs(USAGE_KEYS) do
+      counts[key] = usage[key] ~= nil and seen[key] or base[key] or 0
+    end
+    self.usage = counts
+  end
+end
+
+function Stream:block_start(fields)
+  local block = member(fields, "content_block")
+  if block.type == "tool_use" then
+    local index = integer_text(fields.index) or "-1"
+    self.tools[index] = self.tool_count
+    self.tool_count = self.tool_count + 1
+    return self:chunk('{"tool_calls":[{"index":' .. self.tools[index] .. ',"id":"'
+      .. string_or(block.id, "") .. '","type":"function","function":{"name":"'
+      .. string_or(block.name, "") .. '","arguments":""}}]}')
+  elseif block.type == "text" and type(block.text) == "string" and block.text ~= "" then
+    return self:chunk('{"content":"' .. block.text .. '"}')
+  end
+end
+
+function Stream:block_delta(fields)
+  local delta = member(fields, "delta")
+  if delta.type == "text_delta" then
+    return self:chunk('{"content":"' .. string_or(delta.text, "") .. '"}')
+  end
+  local tool = self.tools[integer_text(fields.index) or "-1"]
+  if delta.type == "input_json_delta" and tool ~= nil and type(delta.partial_json) == "string"
+      and delta.partial_json ~= "" then
+    return self:chunk('{"tool_calls":[{"index":' .. tool .. ',"function":{"arguments":"'
+      .. delta.partial_json .. '"}}]}')
+  end
+end
+
+function Stream:translate(kind, fields)
+  if kind == "message_start" then
+    local message = member(fields, "message")
+    self.id = string_or(message.id, "")
+    if type(message.model) == "string" and message.model ~= "" then
+      self.model = '"' .. message.model .. '"'
+    end
+    return self:chunk('{"role":"assistant","content":""}')
+  elseif kind == "content_block_start" then
+    return self:block_start(fields)
+  elseif kind == "content_block_delta" then
+    return self:block_delta(fields)
+  elseif kind == "message_delta" then
+    local reason = member(fields, "delta").stop_reason
+    return self:chunk("{}", TRANSLATION.finish_reasons[string_or(reason, "")] or "stop")
+  elseif kind == "message_stop" then
+    self.finished = true
+    if not self.include_usage then
+      return nil, true
+    end
+    return self:envelope("[]", openai_usage(self.usage or {})), true
+  elseif kind == "error" then
+    self.finished = true
+    local error = member(fields, "error")
+    return '{"error":{"message":"' .. string_or(error.message, "stream error")
+      .. '","type":"' .. string_or(error.type, "api_error") .. '","code":null}}'
+  end
+end
+
+-- One event's data: the OpenAI events it becomes, appended to `out`.
+function Stream:dispatch(name, data, out)
+  if self.finished then
+    return
+  end
+  local parsed = json_read(data)
+  local fields = type(parsed) == "table" and parsed.object
+  if not fields then
+    return
+  end
+  local kind = fields.type  -- the data's own type names the event, as it does for Anthropic
+  if kind == nil then
+    kind = name
+  end
+  self:see_usage(kind, fields)
+  local event, done = self:translate(kind, fields)
+  if event ~= nil then
+    out[#out + 1] = "data: " .. event .. "\n\n"
+  end
+  if done then
+    out[#out + 1] = "data: [DONE]\n\n"
+  end
+end
+
+function Stream:line(line, out)
+  if line == "" then
+    if #self.data > 0 or self.event ~= "" then
+      self:dispatch(self.event ~= "" and self.event or "message", table.concat(self.data, "\n"),
+                    out)
+    end
+    self.event, self.data = "", {}
+    return
+  end
+  if byte(line, 1) == 58 then
+    return  -- a comment
+  end
+  local colon = line:find(":", 1, true)
+  local name, value = line, ""
+  if colon ~= nil then
+    name, value = line:sub(1, colon - 1), line:sub(colon + 1)
+    if byte(value, 1) == 32 then
+      value = value:sub(2)
+    end
+  end
+  if name == "event" then
+    self.event = value
+  elseif name == "data" then
+    self.data[#self.data + 1] = value
+  end
+end
+
+-- The OpenAI events of every event `chunk` completes; the unfinished rest waits.
+function Stream:feed(chunk)
+  local text, out, from = self.held .. chunk, {}, 1
+  while true do
+    local newline = text:find("\n", from, true)
+    if newline == nil then
+      break
+    end
+    local last = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
+    self:line(text:sub(from, last), out)
+    from = newline + 1
+  end
+  self.held = text:sub(from)
+  return table.concat(out)
+end
+
+local function stream(model, include_usage)
+  return setmetatable({held = "", event = "", data = {}, id = "", model = json_quoted(model),
+                       created = tostring(os.time()), include_usage = include_usage,
+                       tools = {}, tool_count = 0, finished = false}, Stream)
+end
+
+TRANSLATIONS = {openai_anthropic = {request = request, reply = reply, stream = stream}}

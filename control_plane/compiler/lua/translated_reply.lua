@@ -1,19 +1,30 @@
--- Runs only on the replies to requests the lane translated (lane.lua): the whole reply, a
--- success or an error, goes back to the client in the schema it called. The reply's usage
--- has been read by then, from the provider's own schema, for the access log.
+-- Runs only on the replies to requests the lane translated (lane.lua): the reply, a success
+-- or an error, whole or streamed, goes back to the client in the schema it called. The
+-- reply's usage has been read by then, from the provider's own schema, for the access log.
+local NAMES = TRANSLATION.names
+
 function envoy_on_response(handle)
-  local namespace = handle:streamInfo():dynamicMetadata():get(TRANSLATION.names.namespace)
-  local direct = namespace and namespace[TRANSLATION.names.direct]
+  local namespace = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
+  local direct = namespace and namespace[NAMES.direct]
   local translation = direct and TRANSLATIONS[direct.translation]
   if translation == nil then
+    return
+  end
+  local headers = handle:headers()
+  local status = tonumber(headers:get(":status")) or 0
+  local content_type = headers:get("content-type") or ""
+  if status >= 200 and status < 300 and content_type:find("text/event-stream", 1, true) then
+    headers:remove("content-length")  -- the events change length
+    local stream = translation.stream(direct.model, namespace[NAMES.include_usage] == true)
+    for chunk in handle:bodyChunks() do
+      chunk:setBytes(stream:feed(chunk:getBytes(0, chunk:length())))
+    end
     return
   end
   local body = handle:body()
   if body == nil then
     return  -- a reply without a body: nothing to translate
   end
-  local headers = handle:headers()
-  local status = tonumber(headers:get(":status")) or 0
   body:setBytes(translation.reply(status, body:getBytes(0, body:length()), direct.model))
-  headers:replace("content-type", "application/json")
+  handle:headers():replace("content-type", "application/json")
 end

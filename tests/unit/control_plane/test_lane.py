@@ -83,13 +83,13 @@ def test_only_requests_a_provider_takes_as_they_are_renamed_or_translated_have_a
     assert claude["headers"]["anthropic-version"] and claude["streams"]
     assert routes["/v1/chat/completions deployment"]["path"].startswith(
         "/openai/deployments/deployment/chat/completions?api-version=")
-    # Translated by the lane's Lua; its streams stay the worker's.
+    # Translated by the lane's Lua, whole or streamed (Anthropic streams report their usage).
     assert routes["/v1/chat/completions claude-sonnet-4-5"] == {
         "provider": "claude", "model": "claude-sonnet-4-5",
         "model_json": '"claude-sonnet-4-5"', "path": "/v1/messages",
         "authority": "api.anthropic.com",
         "headers": {"content-type": "application/json", "anthropic-version": "2023-06-01"},
-        "streams": False, "adds_usage": False, "translation": "openai_anthropic",
+        "streams": True, "adds_usage": False, "translation": "openai_anthropic",
         "reply_api": "/v1/messages"}
     assert "translation" not in routes["/v1/chat/completions gpt-4o"]
 
