@@ -441,9 +441,39 @@ function Stream:translate(kind, fields)
   end
 end
 
+-- Most of a stream's events are text deltas: the text of one written compactly, as
+-- Anthropic writes them, is found without reading the event as a whole (any other spelling
+-- is read the general way, with the same result).
+local DELTA_HEAD = '{"type":"content_block_delta","index":'
+local TEXT_HEAD = ',"delta":{"type":"text_delta","text":"'
+
+local function compact_text_delta(data)
+  if data:sub(1, #DELTA_HEAD) ~= DELTA_HEAD then
+    return nil
+  end
+  local index = #DELTA_HEAD + 1
+  local after = digits_end(data, index)
+  if after == index or byte(data, index) == 48 and after > index + 1
+      or data:sub(after, after + #TEXT_HEAD - 1) ~= TEXT_HEAD then
+    return nil
+  end
+  local open = after + #TEXT_HEAD - 1
+  local close = string_end(data, open)
+  if close == nil or data:sub(close + 1) ~= "}}"
+      or not string_contents(data, open + 1, close - 1) then
+    return nil
+  end
+  return data:sub(open + 1, close - 1)
+end
+
 -- One event's data: the OpenAI events it becomes, appended to `out`.
 function Stream:dispatch(name, data, out)
   if self.finished then
+    return
+  end
+  local text = compact_text_delta(data)
+  if text ~= nil then
+    out[#out + 1] = "data: " .. self:chunk('{"content":"' .. text .. '"}') .. "\n\n"
     return
   end
   local parsed = json_read(data)
