@@ -33,7 +33,7 @@ BACKEND = Backend("claude", "anthropic", "https://api.anthropic.com", MODEL)
 # POST /request: the translated body, or 204 when the lane leaves it to a worker;
 # POST /reply/<status>: the client's reply to a provider's reply of that status;
 # POST /stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's stream
-# fed in pieces of that size.
+# fed in pieces of that size; POST /failure: what the client gets should the Lua fail.
 HARNESS = f"local MODEL = {to_lua(MODEL)}" + """
 local ROUTE = {model_json = '"' .. MODEL .. '"'}
 function envoy_on_request(handle)
@@ -44,6 +44,8 @@ function envoy_on_request(handle)
   if path == "/request" then
     local out = translation.request(text, ROUTE)
     handle:respond({[":status"] = out and "200" or "204"}, out or "")
+  elseif path == "/failure" then
+    handle:respond({[":status"] = "200"}, translation.failure())
   elseif path:find("^/stream/") then
     local usage, size = path:match("^/stream/(%d)/(%d+)$")
     local stream, out = translation.stream(MODEL, usage == "1"), {}
@@ -290,3 +292,10 @@ def test_the_lane_translates_streams_as_the_worker_does(
     wanted = _events(expected)
     assert wanted  # every fixture yields events
     assert _events(translated.content) == wanted
+
+
+def test_a_failed_translation_answers_an_openai_error(lua_url: str) -> None:
+    """What translated_reply.lua sends, should the translation fail on a reply."""
+    body = httpx.post(f"{lua_url}failure", timeout=5).json()
+    assert body == {"error": {"message": "the gateway could not translate the provider's answer",
+                              "type": "server_error", "code": "bad_gateway"}}

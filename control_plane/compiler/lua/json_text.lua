@@ -214,11 +214,11 @@ local function read_container(text, open, is_object)
     if at == nil then
       return nil
     end
-    local byte = text:byte(at)
-    if byte == closing then
+    local code = byte(text, at)
+    if code == closing then
       return {[is_object and "object" or "array"] = items, first = open, last = at}, at + 1
     end
-    if byte ~= 44 then
+    if code ~= 44 then
       return nil
     end
     at = skip_space(text, at + 1)
@@ -231,8 +231,8 @@ read_value = function(text, at)
   if at == nil then
     return nil
   end
-  local byte = text:byte(at)
-  if byte == 34 then
+  local code = byte(text, at)
+  if code == 34 then
     local close = string_end(text, at)
     if close == nil then
       return nil
@@ -241,13 +241,13 @@ read_value = function(text, at)
       return nil
     end
     return text:sub(at + 1, close - 1), close + 1
-  elseif byte == 123 or byte == 91 then
-    return read_container(text, at, byte == 123)
-  elseif byte == 116 and text:sub(at, at + 3) == "true" then
+  elseif code == 123 or code == 91 then
+    return read_container(text, at, code == 123)
+  elseif code == 116 and text:sub(at, at + 3) == "true" then
     return true, at + 4
-  elseif byte == 102 and text:sub(at, at + 4) == "false" then
+  elseif code == 102 and text:sub(at, at + 4) == "false" then
     return false, at + 5
-  elseif byte == 110 and text:sub(at, at + 3) == "null" then
+  elseif code == 110 and text:sub(at, at + 3) == "null" then
     return JSON_NULL, at + 4
   end
   local after, integer = number_end(text, at)

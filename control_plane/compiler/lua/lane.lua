@@ -206,8 +206,10 @@ local function translate_body(handle, route)
   if body == nil then
     return false
   end
-  local text = TRANSLATIONS[route.translation].request(body:getBytes(0, body:length()), route)
-  if text == nil then
+  -- A failure of the translation itself (a defect) leaves the request to the worker too.
+  local ok, text = pcall(TRANSLATIONS[route.translation].request,
+                         body:getBytes(0, body:length()), route)
+  if not ok or text == nil then
     return false
   end
   body:setBytes(text)

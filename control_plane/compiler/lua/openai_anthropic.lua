@@ -544,4 +544,10 @@ local function stream(model, include_usage)
                        tools = {}, tool_count = 0, finished = false}, Stream)
 end
 
-TRANSLATIONS = {openai_anthropic = {request = request, reply = reply, stream = stream}}
+-- What the client gets should this code fail on a reply.
+local function failure()
+  return openai_error(502, '"the gateway could not translate the provider\'s answer"')
+end
+
+TRANSLATIONS = {openai_anthropic = {request = request, reply = reply, stream = stream,
+                                    failure = failure}}

@@ -1,6 +1,8 @@
 -- Runs only on the replies to requests the lane translated (lane.lua): the reply, a success
 -- or an error, whole or streamed, goes back to the client in the schema it called. The
 -- reply's usage has been read by then, from the provider's own schema, for the access log.
+-- Should the translation itself fail (a defect), the client gets an error in its schema
+-- rather than the provider's bytes.
 local NAMES = TRANSLATION.names
 
 function envoy_on_response(handle)
@@ -16,8 +18,15 @@ function envoy_on_response(handle)
   if status >= 200 and status < 300 and content_type:find("text/event-stream", 1, true) then
     headers:remove("content-length")  -- the events change length
     local stream = translation.stream(direct.model, namespace[NAMES.include_usage] == true)
+    local failed = false
     for chunk in handle:bodyChunks() do
-      chunk:setBytes(stream:feed(chunk:getBytes(0, chunk:length())))
+      local events = ""  -- after a failure, nothing more: the client sees no [DONE]
+      if not failed then
+        local ok, translated = pcall(stream.feed, stream, chunk:getBytes(0, chunk:length()))
+        failed = not ok
+        events = ok and translated or "data: " .. translation.failure() .. "\n\n"
+      end
+      chunk:setBytes(events)
     end
     return
   end
@@ -25,6 +34,8 @@ function envoy_on_response(handle)
   if body == nil then
     return  -- a reply without a body: nothing to translate
   end
-  body:setBytes(translation.reply(status, body:getBytes(0, body:length()), direct.model))
+  local ok, reply = pcall(translation.reply, status, body:getBytes(0, body:length()),
+                          direct.model)
+  body:setBytes(ok and reply or translation.failure())
   handle:headers():replace("content-type", "application/json")
 end
