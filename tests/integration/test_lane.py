@@ -372,19 +372,36 @@ def test_a_translated_stream_sent_whole_loses_its_length(gateway: Gateway) -> No
     assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_STREAM
 
 
+def test_a_conversation_with_tools_is_translated_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """Tool definitions, the assistant's calls and their results (the recorded fixture)."""
+    body = orjson.loads((FIXTURES / "openai" / "requests" / "tools.json").read_bytes())
+    body["model"] = "claude-haiku-4-5"
+    before = _messages(gateway)
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=10,
+                          headers={"authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200, response.text
+    assert _messages(gateway) == before
+    assert fake.last["body"] == to_anthropic(body, "claude-haiku-4-5")
+    assert response.json()["object"] == "chat.completion"
+
+
 def test_a_request_envoy_cannot_translate_is_translated_by_the_workers_attempt(
         gateway: Gateway, fake: ProviderServer) -> None:
-    """Tools are beyond the lane's translation: the worker's attempt translates them, and
+    """Images are beyond the lane's translation: the worker's attempt translates them, and
     reads the whole reply in one message (its headers skipped, the status sent with the
     body, the length dropped: it changed)."""
     admission, attempts = _messages(gateway)
     raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
-        model="claude-haiku-4-5", messages=CHAT, max_tokens=64,  # type: ignore[arg-type]
-        tools=[{"type": "function", "function": {"name": "lookup"}}])
+        model="claude-haiku-4-5", max_tokens=64, messages=[{  # type: ignore[list-item]
+            "role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
     assert raw.parse().object == "chat.completion"
     assert gateway.admission_messages() == admission
     assert gateway.worker_messages() == attempts + 3
-    assert fake.last["body"]["tools"][0]["name"] == "lookup"
+    assert fake.last["body"]["messages"][0]["content"][1]["source"] == {
+        "type": "url", "url": "https://example.com/a.png"}
     assert "content-length" not in raw.headers
     row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)

@@ -119,14 +119,36 @@ TRANSLATED: dict[str, bytes] = {
                   '{"role":"user","content":"日本 😀"}]}'.encode(),
     "spaces everywhere": b' {\n "model" : "m" ,\r\n\t"messages" : [ { "role" : "user" ,'
                          b' "content" : [ { "type" : "text" , "text" : " a " } ] } ] } \n',
+    "fixture tools": _fixture_request("tools"),
+    "fixture tool_choice_required": _fixture_request("tool_choice_required"),
+    "tool results join the user's turn": _chat(
+        USER, {"role": "assistant", "content": "Let me look.", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}},
+            {"type": "function", "function": {"name": "g", "arguments": None}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": None},
+        {"role": "tool", "tool_call_id": "c2", "content": ""},
+        {"role": "tool", "tool_call_id": "c3", "content": [{"type": "text", "text": "a"},
+                                                          {"type": "text", "text": "b"}]},
+        USER),
+    "arguments with escapes": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "function", "function": {
+            "name": "f", "arguments": '{"q": "café \\"x\\" \\u00e9 😀", "n": [1, 2.5e3], '
+                                      '"o": {"a": null}}'}}]}),
+    "tool choices": _chat(USER, tools=[{"type": "function", "function": {
+        "name": "f", "parameters": {}, "description": "d"}}], tool_choice="none",
+        parallel_tool_calls=False),
+    "auto choice, parallel calls allowed": _chat(USER, tools=[{"type": "function", "function": {
+        "name": "f"}}], tool_choice="auto", parallel_tool_calls=True),
+    "no choice, parallel calls declined": _chat(USER, tools=[{"type": "function", "function": {
+        "name": "f"}}], parallel_tool_calls=False),
+    "a choice without tools": _chat(USER, tools=[], tool_choice={"function": {"name": "f"}},
+                                    parallel_tool_calls=False),
     "a repeated key: the last wins": b'{"model":"m","messages":[{"role":"user","content":"a"}],'
                                      b'"messages":[{"role":"user","content":"b"}]}',
 }
 
 LEFT_TO_A_WORKER: dict[str, bytes] = {
     "fixture images": _fixture_request("images"),
-    "fixture tools": _fixture_request("tools"),
-    "fixture tool_choice_required": _fixture_request("tool_choice_required"),
     "stream of the wrong type": _chat(USER, stream="yes"),
     "n 2": _chat(USER, n=2),
     "n as a float": _chat(USER, n=1.0),
@@ -141,11 +163,32 @@ LEFT_TO_A_WORKER: dict[str, bytes] = {
     "stop a number": _chat(USER, stop=5),
     "stop list with a number": _chat(USER, stop=["a", 1]),
     "user a number": _chat(USER, user=7),
-    "tool turn": _chat(USER, {"role": "tool", "tool_call_id": "c", "content": "r"}),
-    "assistant tool calls": _chat(USER, {"role": "assistant", "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
-    "parallel_tool_calls": _chat(USER, parallel_tool_calls=False),
-    "tool_choice": _chat(USER, tool_choice="none"),
+    "tool without a name": _chat(USER, tools=[{"type": "function", "function": {}}]),
+    "tool not a function": _chat(USER, tools=[{"type": "web", "function": {"name": "f"}}]),
+    "tools not a list": _chat(USER, tools={"type": "function"}),
+    "tool parameters not an object": _chat(USER, tools=[{"type": "function", "function": {
+        "name": "f", "parameters": "{}"}}]),
+    "tool description a number": _chat(USER, tools=[{"type": "function", "function": {
+        "name": "f", "description": 1}}]),
+    "unknown tool choice": _chat(USER, tool_choice="sometimes"),
+    "tool choice without a function": _chat(USER, tool_choice={"type": "function"}),
+    "parallel_tool_calls a string": _chat(USER, parallel_tool_calls="no"),
+    "arguments not JSON": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{city: Paris}"}}]}),
+    "arguments an array": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "[1]"}}]}),
+    "arguments an object": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}),
+    "arguments with half a surrogate pair": b'{"model":"m","messages":[{"role":"assistant",'
+        b'"tool_calls":[{"function":{"name":"f","arguments":"{\\"a\\":\\"\\ud800\\"}"}}]}]}',
+    "tool call without a function name": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"arguments": "{}"}}]}),
+    "tool call id a number": _chat(USER, {"role": "assistant", "tool_calls": [
+        {"id": 1, "type": "function", "function": {"name": "f"}}]}),
+    "tool calls not a list": _chat(USER, {"role": "assistant", "tool_calls": {"id": "c"}}),
+    "tool result without its call id": _chat(USER, {"role": "tool", "content": "r"}),
+    "tool result content a number": _chat(USER, {"role": "tool", "tool_call_id": "c",
+                                                 "content": 5}),
     "unknown role": _chat({"role": "narrator", "content": "x"}),
     "role spelled with an escape": b'{"model":"m","messages":[{"role":"\\u0075ser",'
                                    b'"content":"x"}]}',

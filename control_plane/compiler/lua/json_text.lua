@@ -257,6 +257,58 @@ read_value = function(text, at)
   return {number = text:sub(at, after - 1), integer = integer}, after
 end
 
+local SIMPLE_ESCAPES = {[34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f",
+                        [110] = "\n", [114] = "\r", [116] = "\t"}
+
+local function utf8_of(point)
+  if point < 128 then
+    return string.char(point)
+  elseif point < 2048 then
+    return string.char(192 + math.floor(point / 64), 128 + point % 64)
+  elseif point < 65536 then
+    return string.char(224 + math.floor(point / 4096), 128 + math.floor(point / 64) % 64,
+                       128 + point % 64)
+  end
+  return string.char(240 + math.floor(point / 262144), 128 + math.floor(point / 4096) % 64,
+                     128 + math.floor(point / 64) % 64, 128 + point % 64)
+end
+
+-- The text a string's contents (as read above: valid) stand for; nil for a \u escape of half
+-- a surrogate pair, which is no text.
+local function json_unescaped(inner)
+  if not inner:find("\\", 1, true) then
+    return inner
+  end
+  local parts, from = {}, 1
+  while true do
+    local slash = inner:find("\\", from, true)
+    if slash == nil then
+      parts[#parts + 1] = inner:sub(from)
+      return table.concat(parts)
+    end
+    parts[#parts + 1] = inner:sub(from, slash - 1)
+    local letter = byte(inner, slash + 1)
+    if letter ~= 117 then
+      parts[#parts + 1] = SIMPLE_ESCAPES[letter]
+      from = slash + 2
+    else
+      local point = tonumber(inner:sub(slash + 2, slash + 5), 16)
+      from = slash + 6
+      if point >= 0xD800 and point <= 0xDBFF and inner:sub(from, from + 1) == "\\u" then
+        local low = tonumber(inner:sub(from + 2, from + 5), 16)
+        if low < 0xDC00 or low > 0xDFFF then
+          return nil
+        end
+        point = 0x10000 + (point - 0xD800) * 1024 + (low - 0xDC00)
+        from = from + 6
+      elseif point >= 0xD800 and point <= 0xDFFF then
+        return nil
+      end
+      parts[#parts + 1] = utf8_of(point)
+    end
+  end
+end
+
 -- The document `text` as above, or nil.
 local function json_read(text)
   local value, after = read_value(text, 1)

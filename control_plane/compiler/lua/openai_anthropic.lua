@@ -1,14 +1,19 @@
 -- OpenAI chat completions served by Anthropic's Messages API, translated in Envoy for the
--- requests whose every field this code knows: text turns, the sampling parameters, stop
--- sequences and the user, whole or streamed. The same mapping as ext_proc/translators/
--- openai_anthropic.py, openai_anthropic_request.py and openai_anthropic_stream.py, held to the
--- same outputs by tests/integration/test_lua_translation.py. Anything else (tools, images,
--- tool turns, a field of the wrong type) is not translated here: `request` returns nil, and a
+-- requests whose every field this code knows: text turns, tools, tool calls and their
+-- results, the sampling parameters, stop sequences and the user, whole or streamed. The same
+-- mapping as ext_proc/translators/openai_anthropic.py, openai_anthropic_request.py and
+-- openai_anthropic_stream.py, held to the same outputs by
+-- tests/integration/test_lua_translation.py. Anything else (images, a field of the wrong
+-- type, a role it does not know) is not translated here: `request` returns nil, and a
 -- worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
 -- compiler's) holds the workers' constants.
 
 local function present(value)
   return value ~= nil and value ~= JSON_NULL
+end
+
+local function string_or(value, default)
+  return type(value) == "string" and value or default
 end
 
 local function integer_text(value)
@@ -79,19 +84,80 @@ local function user_blocks(content)
   return blocks
 end
 
-local function assistant_blocks(fields)
-  local calls = fields.tool_calls
-  if present(calls) and not (type(calls) == "table" and calls.array and #calls.array == 0) then
+local function is_array(value)
+  return type(value) == "table" and value.array ~= nil
+end
+
+local function object_of(value)
+  return type(value) == "table" and value.object or nil
+end
+
+-- A tool call's arguments, a JSON string that must encode an object, as compact JSON.
+local function arguments_json(arguments)
+  if not present(arguments) or arguments == "" then
+    return "{}"
+  end
+  local text = type(arguments) == "string" and json_unescaped(arguments)
+  local value = text and json_read(text)
+  if not object_of(value) then
     return nil
   end
-  if not present(fields.content) then
-    return {}
+  return json_source(text, value)
+end
+
+local function tool_use_block(call)
+  local fields = object_of(call)
+  local fn = fields and object_of(fields["function"])
+  if not fn or type(fn.name) ~= "string" or present(fields.id) and type(fields.id) ~= "string" then
+    return nil
   end
-  local text = content_text(fields.content, true)
+  local input = arguments_json(fn.arguments)
+  if input == nil then
+    return nil
+  end
+  return '{"type":"tool_use","id":"' .. string_or(fields.id, "") .. '","name":"' .. fn.name
+    .. '","input":' .. input .. "}"
+end
+
+local function assistant_blocks(fields)
+  local blocks = {}
+  if present(fields.content) then
+    local text = content_text(fields.content, true)
+    if text == nil then
+      return nil
+    end
+    if text ~= "" then
+      blocks[1] = text_block(text)
+    end
+  end
+  local calls = fields.tool_calls
+  if present(calls) then
+    if not is_array(calls) then
+      return nil
+    end
+    for _, call in ipairs(calls.array) do
+      local block = tool_use_block(call)
+      if block == nil then
+        return nil
+      end
+      blocks[#blocks + 1] = block
+    end
+  end
+  return blocks
+end
+
+-- A tool message's result, for the user turn it joins.
+local function tool_result_block(fields)
+  if type(fields.tool_call_id) ~= "string" then
+    return nil
+  end
+  local content = fields.content
+  local text = (not present(content) or content == "") and "" or content_text(content, false)
   if text == nil then
     return nil
   end
-  return text ~= "" and {text_block(text)} or {}
+  return '{"type":"tool_result","tool_use_id":"' .. fields.tool_call_id .. '","content":"'
+    .. text .. '"}'
 end
 
 -- Anthropic alternates roles: a turn of the same role as the last joins it.
@@ -124,18 +190,20 @@ local function conversation(messages)
         return nil
       end
       system[#system + 1] = text
-    elseif role == "user" or role == "assistant" then
+    else
+      local turn = role
       if role == "user" then
         blocks = user_blocks(fields.content)
-      else
+      elseif role == "assistant" then
         blocks = assistant_blocks(fields)
+      elseif role == "tool" then
+        local block = tool_result_block(fields)
+        blocks, turn = block and {block}, "user"
       end
       if blocks == nil then
-        return nil
+        return nil  -- an image, an unknown role, or what the worker refuses
       end
-      append(turns, role, blocks)
-    else
-      return nil  -- a tool result, or what the worker refuses
+      append(turns, turn, blocks)
     end
   end
   return turns, system
@@ -173,8 +241,66 @@ local function stop_sequences(stop)
   return "[" .. table.concat(quoted, ",") .. "]"
 end
 
--- Whatever the worker would refuse, or translates beyond this code, or reads for a stream.
-local UNTRANSLATED = {"tools", "tool_choice", "parallel_tool_calls"}
+local function tool_entry(text, tool)
+  local fields = object_of(tool)
+  local fn = fields and name_of(fields.type) == "function" and object_of(fields["function"])
+  if not fn or type(fn.name) ~= "string" then
+    return nil
+  end
+  local parameters, description = fn.parameters, fn.description
+  if present(parameters) and not object_of(parameters)
+      or present(description) and type(description) ~= "string" then
+    return nil
+  end
+  -- An empty object asks for the default, as no parameters do.
+  local schema = (present(parameters) and next(parameters.object) ~= nil)
+    and json_source(text, parameters) or '{"type":"object","properties":{}}'
+  return '{"name":"' .. fn.name .. '","input_schema":' .. schema
+    .. (present(description) and ',"description":"' .. description .. '"' or "") .. "}"
+end
+
+local CHOICES = {auto = '{"type":"auto"', none = '{"type":"none"', required = '{"type":"any"'}
+
+-- tool_choice as an open object, or false when there is none; nil when the worker decides.
+local function tool_choice(choice)
+  if not present(choice) then
+    return false
+  end
+  if type(choice) == "string" then
+    return CHOICES[choice]
+  end
+  local fn = object_of(choice) and object_of(choice.object["function"])
+  return fn and type(fn.name) == "string" and '{"type":"tool","name":"' .. fn.name .. '"' or nil
+end
+
+-- The tools and the tool choice; "" without tools; nil when the worker decides. `text`: the
+-- body they were read from.
+local function tools_section(text, fields)
+  local tools, entries = fields.tools, {}
+  if present(tools) then
+    if not is_array(tools) then
+      return nil
+    end
+    for i, tool in ipairs(tools.array) do
+      entries[i] = tool_entry(text, tool)
+      if entries[i] == nil then
+        return nil
+      end
+    end
+  end
+  local choice, parallel = tool_choice(fields.tool_choice), fields.parallel_tool_calls
+  if choice == nil or present(parallel) and type(parallel) ~= "boolean" then
+    return nil
+  end
+  if #entries == 0 then
+    return ""
+  end
+  if parallel == false then
+    choice = (choice or '{"type":"auto"') .. ',"disable_parallel_tool_use":true'
+  end
+  return ',"tools":[' .. table.concat(entries, ",") .. "]"
+    .. (choice and ',"tool_choice":' .. choice .. "}" or "")
+end
 
 local function request(text, route)
   local body = json_read(text)
@@ -182,19 +308,14 @@ local function request(text, route)
   if not fields then
     return nil
   end
-  for _, name in ipairs(UNTRANSLATED) do
-    if present(fields[name]) then
-      return nil
-    end
-  end
   local n, stream = fields.n, fields.stream
   if present(n) and not (integer_text(n) and tonumber(n.number) <= 1 and tonumber(n.number) >= 0)
       or present(stream) and type(stream) ~= "boolean" then
     return nil  -- n other than 1 is refused
   end
   local turns, system = conversation(fields.messages)
-  local tokens = max_tokens(fields)
-  if turns == nil or tokens == nil then
+  local tokens, tools = max_tokens(fields), tools_section(text, fields)
+  if turns == nil or tokens == nil or tools == nil then
     return nil
   end
   local out = {'{"model":', route.model_json, ',"messages":['}
@@ -231,7 +352,7 @@ local function request(text, route)
     end
     out[#out + 1] = ',"metadata":{"user_id":"' .. fields.user .. '"}'
   end
-  out[#out + 1] = "}"
+  out[#out + 1] = tools .. "}"
   return table.concat(out)
 end
 
@@ -293,10 +414,6 @@ local function openai_usage(counts)
   return string.format(
     ',"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
       .. '"prompt_tokens_details":{"cached_tokens":%d}}', prompt, output, prompt + output, cached)
-end
-
-local function string_or(value, default)
-  return type(value) == "string" and value or default
 end
 
 local function tool_call(text, fields)
