@@ -388,22 +388,23 @@ def test_a_conversation_with_tools_is_translated_by_envoy_alone(
 
 def test_a_request_envoy_cannot_translate_is_translated_by_the_workers_attempt(
         gateway: Gateway, fake: ProviderServer) -> None:
-    """Images are beyond the lane's translation: the worker's attempt translates them, and
-    reads the whole reply in one message (its headers skipped, the status sent with the
-    body, the length dropped: it changed)."""
+    """A role spelled with an escape is beyond the lane's reader (it compares names as
+    written): the worker's attempt translates it, and reads the whole reply in one message
+    (its headers skipped, the status sent with the body, the length dropped: it changed)."""
     admission, attempts = _messages(gateway)
-    raw = _client(gateway, KEY).chat.completions.with_raw_response.create(
-        model="claude-haiku-4-5", max_tokens=64, messages=[{  # type: ignore[list-item]
-            "role": "user", "content": [
-                {"type": "text", "text": "What is this?"},
-                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
-    assert raw.parse().object == "chat.completion"
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions", timeout=10,
+        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+        content=b'{"model":"claude-haiku-4-5","messages":[{"role":"\\u0075ser",'
+                b'"content":"Hello there"}]}')
+    assert response.status_code == 200, response.text
+    assert response.json()["object"] == "chat.completion"
     assert gateway.admission_messages() == admission
     assert gateway.worker_messages() == attempts + 3
-    assert fake.last["body"]["messages"][0]["content"][1]["source"] == {
-        "type": "url", "url": "https://example.com/a.png"}
-    assert "content-length" not in raw.headers
-    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert fake.last["body"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]
+    assert "content-length" not in response.headers
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
     assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
 

@@ -119,6 +119,10 @@ TRANSLATED: dict[str, bytes] = {
                   '{"role":"user","content":"日本 😀"}]}'.encode(),
     "spaces everywhere": b' {\n "model" : "m" ,\r\n\t"messages" : [ { "role" : "user" ,'
                          b' "content" : [ { "type" : "text" , "text" : " a " } ] } ] } \n',
+    "fixture images": _fixture_request("images"),
+    "images by URL": _chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://example.com/a.png?x=1&y=%20"}},
+        {"type": "image_url", "image_url": {"url": "data:image/svg+xml;base64,PHN2Zz4="}}]}),
     "fixture tools": _fixture_request("tools"),
     "fixture tool_choice_required": _fixture_request("tool_choice_required"),
     "tool results join the user's turn": _chat(
@@ -148,7 +152,6 @@ TRANSLATED: dict[str, bytes] = {
 }
 
 LEFT_TO_A_WORKER: dict[str, bytes] = {
-    "fixture images": _fixture_request("images"),
     "stream of the wrong type": _chat(USER, stream="yes"),
     "n 2": _chat(USER, n=2),
     "n as a float": _chat(USER, n=1.0),
@@ -189,6 +192,17 @@ LEFT_TO_A_WORKER: dict[str, bytes] = {
     "tool result without its call id": _chat(USER, {"role": "tool", "content": "r"}),
     "tool result content a number": _chat(USER, {"role": "tool", "tool_call_id": "c",
                                                  "content": 5}),
+    "image of another scheme": _chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}]}),
+    "image data not base64": _chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}]}),
+    "image URL not a string": _chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": 7}}]}),
+    "image URL written with escapes": b'{"model":"m","messages":[{"role":"user","content":['
+                                      b'{"type":"image_url","image_url":{"url":'
+                                      b'"https:\\/\\/example.com\\/a.png"}}]}]}',
+    "audio part": _chat({"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}),
     "unknown role": _chat({"role": "narrator", "content": "x"}),
     "role spelled with an escape": b'{"model":"m","messages":[{"role":"\\u0075ser",'
                                    b'"content":"x"}]}',

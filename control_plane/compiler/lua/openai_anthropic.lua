@@ -1,10 +1,10 @@
 -- OpenAI chat completions served by Anthropic's Messages API, translated in Envoy for the
--- requests whose every field this code knows: text turns, tools, tool calls and their
--- results, the sampling parameters, stop sequences and the user, whole or streamed. The same
+-- requests whose every field this code knows: text and image turns, tools, tool calls and
+-- their results, the sampling parameters, stop sequences and the user, whole or streamed. The same
 -- mapping as ext_proc/translators/openai_anthropic.py, openai_anthropic_request.py and
 -- openai_anthropic_stream.py, held to the same outputs by
--- tests/integration/test_lua_translation.py. Anything else (images, a field of the wrong
--- type, a role it does not know) is not translated here: `request` returns nil, and a
+-- tests/integration/test_lua_translation.py. Anything else (a field of the wrong type, a
+-- role or content part it does not know) is not translated here: `request` returns nil, and a
 -- worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
 -- compiler's) holds the workers' constants.
 
@@ -66,6 +66,23 @@ local function text_block(text)
   return '{"type":"text","text":"' .. text .. '"}'
 end
 
+-- An image by URL or inline as a base64 data URL; nil for any other URL, or one written
+-- with an escape (which only a decoder can read).
+local function image_block(image)
+  local url = type(image) == "table" and image.object and image.object.url
+  if type(url) ~= "string" or url:find("\\", 1, true) then
+    return nil
+  end
+  local media, data = url:match("^data:(image/[%w.+-]+);base64,(.*)$")
+  if media ~= nil then
+    return '{"type":"image","source":{"type":"base64","media_type":"' .. media
+      .. '","data":"' .. data .. '"}}'
+  elseif url:find("^https?://") then
+    return '{"type":"image","source":{"type":"url","url":"' .. url .. '"}}'
+  end
+  return nil
+end
+
 local function user_blocks(content)
   if type(content) == "string" then
     return {text_block(content)}
@@ -74,12 +91,17 @@ local function user_blocks(content)
     return nil
   end
   local blocks = {}
-  for _, part in ipairs(content.array) do
+  for i, part in ipairs(content.array) do
     local fields = type(part) == "table" and part.object
-    if not fields or name_of(fields.type) ~= "text" or type(fields.text) ~= "string" then
-      return nil  -- an image, or what the worker refuses
+    local kind = fields and name_of(fields.type)
+    if kind == "text" and type(fields.text) == "string" then
+      blocks[i] = text_block(fields.text)
+    elseif kind == "image_url" then
+      blocks[i] = image_block(fields.image_url)
     end
-    blocks[#blocks + 1] = text_block(fields.text)
+    if blocks[i] == nil then
+      return nil  -- what the worker refuses
+    end
   end
   return blocks
 end
