@@ -57,6 +57,8 @@ from ext_proc.view import provider_authority
 from protos.switchboard.v1 import processor_pb2
 
 LANE_FILTER_NAME = "switchboard.lane"
+# Larger request bodies are translated by a worker, off Envoy's threads.
+MAX_TRANSLATED_BYTES = 1024 * 1024
 
 
 def admits_in_envoy(policy: Policy) -> bool:
@@ -221,6 +223,7 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
         "forwards": config.direct_forwarding,
         "routes": ({key: route.as_lua() for key, route in lane_routes(config).items()}
                    if config.direct_forwarding else {}),
+        "max_translated_bytes": MAX_TRANSLATED_BYTES,
         "attempts": (dict.fromkeys(worker_attempts(config), True)
                      if config.direct_forwarding else {}),
         # Each model's providers, which the budgets close to their limit are matched against.

@@ -23,6 +23,7 @@ import openai
 import orjson
 import pytest
 
+from control_plane.compiler.lane import MAX_TRANSLATED_BYTES
 from control_plane.keys import create_key
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend
@@ -407,6 +408,19 @@ def test_a_request_envoy_cannot_translate_is_translated_by_the_workers_attempt(
     row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
     assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
+
+
+def test_a_large_body_is_translated_by_the_workers_attempt(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """Above MAX_TRANSLATED_BYTES, off Envoy's threads."""
+    messages = [{"role": "user", "content": "x" * (MAX_TRANSLATED_BYTES + 1)}]
+    admission, attempts = _messages(gateway)
+    reply = _client(gateway, KEY).chat.completions.create(
+        model="claude-haiku-4-5", messages=messages)  # type: ignore[arg-type]
+    assert reply.object == "chat.completion"
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() == attempts + 3
+    assert fake.last["body"] == to_anthropic({"messages": messages}, "claude-haiku-4-5")
 
 
 def test_a_translated_error_keeps_its_status(gateway: Gateway) -> None:

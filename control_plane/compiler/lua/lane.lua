@@ -290,7 +290,10 @@ function envoy_on_request(handle)
   if team == nil or watched(team, key_id, model) then
     return
   end
-  if route ~= nil then
+  -- A large body is translated by a worker: in Lua it would hold one of Envoy's threads, and
+  -- every request on it, for milliseconds (~3.5 ns a byte).
+  if route ~= nil and (route.translation == nil
+      or (tonumber(metadata[NAMES.body_size]) or 0) <= LANE.max_translated_bytes) then
     local add_usage = metadata[NAMES.stream] == true
       and not (route.streams or metadata[NAMES.include_usage] == true)
     if (route.adds_usage or not add_usage)
