@@ -1,11 +1,11 @@
 -- OpenAI chat completions served by Anthropic's Messages API, translated in Envoy for the
 -- requests whose every field this code knows: text and image turns, tools, tool calls and
--- their results, the sampling parameters, stop sequences and the user, whole or streamed. The same
--- mapping as ext_proc/translators/openai_anthropic.py, openai_anthropic_request.py and
--- openai_anthropic_stream.py, held to the same outputs by
+-- their results, the sampling parameters, stop sequences and the user, whole or streamed.
+-- The same mapping as ext_proc/translators/openai_anthropic.py, openai_anthropic_request.py
+-- and openai_anthropic_stream.py, held to the same outputs by
 -- tests/integration/test_lua_translation.py. Anything else (a field of the wrong type, a
--- role or content part it does not know) is not translated here: `request` returns nil, and a
--- worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
+-- role or content part it does not know) is not translated here: `request` returns nil, and
+-- a worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
 -- compiler's) holds the workers' constants.
 
 local function present(value)
@@ -14,6 +14,14 @@ end
 
 local function string_or(value, default)
   return type(value) == "string" and value or default
+end
+
+local function is_array(value)
+  return type(value) == "table" and value.array ~= nil
+end
+
+local function object_of(value)
+  return type(value) == "table" and value.object or nil
 end
 
 local function integer_text(value)
@@ -40,12 +48,12 @@ local function content_text(content, skip_other_parts)
   if type(content) == "string" then
     return content
   end
-  if type(content) ~= "table" or content.array == nil then
+  if not is_array(content) then
     return nil
   end
   local texts = {}
   for _, part in ipairs(content.array) do
-    local fields = type(part) == "table" and part.object
+    local fields = object_of(part)
     if not fields then
       return nil
     end
@@ -69,7 +77,7 @@ end
 -- An image by URL or inline as a base64 data URL; nil for any other URL, or one written
 -- with an escape (which only a decoder can read).
 local function image_block(image)
-  local url = type(image) == "table" and image.object and image.object.url
+  local url = object_of(image) and image.object.url
   if type(url) ~= "string" or url:find("\\", 1, true) then
     return nil
   end
@@ -87,12 +95,12 @@ local function user_blocks(content)
   if type(content) == "string" then
     return {text_block(content)}
   end
-  if type(content) ~= "table" or content.array == nil then
+  if not is_array(content) then
     return nil
   end
   local blocks = {}
   for i, part in ipairs(content.array) do
-    local fields = type(part) == "table" and part.object
+    local fields = object_of(part)
     local kind = fields and name_of(fields.type)
     if kind == "text" and type(fields.text) == "string" then
       blocks[i] = text_block(fields.text)
@@ -104,14 +112,6 @@ local function user_blocks(content)
     end
   end
   return blocks
-end
-
-local function is_array(value)
-  return type(value) == "table" and value.array ~= nil
-end
-
-local function object_of(value)
-  return type(value) == "table" and value.object or nil
 end
 
 -- A tool call's arguments, a JSON string that must encode an object, as compact JSON.
@@ -196,12 +196,12 @@ end
 
 -- The turns and the system prompt's parts, or nil.
 local function conversation(messages)
-  if type(messages) ~= "table" or messages.array == nil or #messages.array == 0 then
+  if not is_array(messages) or #messages.array == 0 then
     return nil
   end
   local turns, system = {}, {}
   for _, message in ipairs(messages.array) do
-    local fields = type(message) == "table" and message.object
+    local fields = object_of(message)
     if not fields then
       return nil
     end
@@ -250,7 +250,7 @@ local function stop_sequences(stop)
   if type(stop) == "string" then
     return '["' .. stop .. '"]'
   end
-  if type(stop) ~= "table" or stop.array == nil then
+  if not is_array(stop) then
     return nil
   end
   local quoted = {}
@@ -326,7 +326,7 @@ end
 
 local function request(text, route)
   local body = json_read(text)
-  local fields = type(body) == "table" and body.object
+  local fields = object_of(body)
   if not fields then
     return nil
   end
@@ -386,12 +386,12 @@ local function error_message(text)
     local stripped = text:match("^%s*(.-)%s*$")
     return json_quoted(stripped ~= "" and stripped or "the provider returned an error")
   end
-  if type(parsed) == "table" and parsed.array and #parsed.array == 1 then
+  if is_array(parsed) and #parsed.array == 1 then
     parsed = parsed.array[1]  -- Vertex wraps its error in a list
   end
-  local holder = type(parsed) == "table" and parsed.object or {}
+  local holder = object_of(parsed) or {}
   local nested = holder.error
-  if type(nested) == "table" and nested.object then
+  if object_of(nested) then
     holder = nested.object
   end
   local message = holder.message
@@ -447,14 +447,14 @@ end
 -- An Anthropic message as an OpenAI chat.completion.
 local function completion(text, model)
   local parsed = json_read(text)
-  local message = type(parsed) == "table" and parsed.object
+  local message = object_of(parsed)
   if not message then
     return openai_error(502, '"the provider returned an unreadable answer"')
   end
   local texts, calls = {}, {}
   local blocks = message.content
   for _, block in ipairs(type(blocks) == "table" and blocks.array or {}) do
-    local fields = type(block) == "table" and block.object
+    local fields = object_of(block)
     if fields and fields.type == "text" then
       texts[#texts + 1] = string_or(fields.text, "")
     elseif fields and fields.type == "tool_use" then
@@ -472,7 +472,7 @@ local function completion(text, model)
     #texts > 0 and '"' .. table.concat(texts) .. '"' or "null", ',"refusal":null',
     #calls > 0 and ',"tool_calls":[' .. table.concat(calls, ",") .. "]" or "",
     '},"logprobs":null,"finish_reason":"', reason, '"}]',
-    (type(usage) == "table" and usage.object) and openai_usage(usage_counts(usage.object)) or "",
+    object_of(usage) and openai_usage(usage_counts(usage.object)) or "",
     "}"})
 end
 
@@ -492,7 +492,7 @@ Stream.__index = Stream
 
 local function member(fields, name)
   local value = fields[name]
-  return type(value) == "table" and value.object or {}
+  return object_of(value) or {}
 end
 
 function Stream:chunk(delta, finish)
@@ -510,10 +510,10 @@ end
 function Stream:see_usage(kind, fields)
   if kind == "message_start" then
     local usage = member(fields, "message").usage
-    if type(usage) == "table" and usage.object then
+    if object_of(usage) then
       self.start = usage_counts(usage.object)
     end
-  elseif kind == "message_delta" and type(fields.usage) == "table" and fields.usage.object then
+  elseif kind == "message_delta" and object_of(fields.usage) then
     local usage = fields.usage.object
     local counts, seen = {}, usage_counts(usage)
     local base = self.usage or self.start or {}
@@ -616,7 +616,7 @@ function Stream:dispatch(name, data, out)
     return
   end
   local parsed = json_read(data)
-  local fields = type(parsed) == "table" and parsed.object
+  local fields = object_of(parsed)
   if not fields then
     return
   end
