@@ -17,18 +17,20 @@ from ext_proc.contract import (
     TRANSLATED_HEADER,
 )
 from ext_proc.errors import ERROR_KINDS
-from ext_proc.translators.common import FINISH_REASONS
+from ext_proc.translators.common import FINISH_REASONS, STOP_REASONS
 from ext_proc.translators.openai_anthropic_request import DEFAULT_MAX_TOKENS
 
 LUA = "envoy.extensions.filters.http.lua.v3.Lua"
-_SCRIPTS = ("json_text.lua", "openai_anthropic.lua")
+_SCRIPTS = ("json_text.lua", "translation_common.lua", "openai_anthropic.lua",
+            "anthropic_openai.lua")
 
 
 def translation_tables() -> dict[str, Any]:
     return {
         "default_max_tokens": DEFAULT_MAX_TOKENS,
         "finish_reasons": FINISH_REASONS,
-        "error_kinds": {str(status): [kind.openai_type, kind.openai_code]
+        "stop_reasons": STOP_REASONS,
+        "error_kinds": {str(status): [kind.openai_type, kind.openai_code, kind.anthropic_type]
                         for status, kind in ERROR_KINDS.items()},
         "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY,
                   "include_usage": INCLUDE_USAGE_KEY},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -30,6 +30,13 @@ class AnthropicToOpenAI:
         self._path = path or join_path(backend.base_url, "/chat/completions")
         self._status = 0
         self._stream: OpenAIToAnthropicStream | None = None
+
+    # Envoy's lane translates whole requests itself (TranslatedInEnvoy); streams are ours.
+    envoy_translation: ClassVar[str] = "anthropic_openai"
+    reply_api: ClassVar[ClientApi] = ClientApi.OPENAI_CHAT
+
+    def envoy_upstream(self) -> UpstreamRequest:
+        return UpstreamRequest(self._path, None)
 
     def request(self, body: dict[str, Any], raw: bytes) -> UpstreamRequest:
         translated = to_openai(body, self._backend.model)

@@ -163,8 +163,8 @@ class TranslatedInEnvoy(Protocol):
     all of (control_plane/compiler/lua/<envoy_translation>.lua); the lane leaves the others
     to this translator."""
 
-    # The Lua translation's name. Its replies, whole or streamed, report their usage in the
-    # backend's schema whatever the client asked.
+    # The Lua translation's name. Its replies report their usage in the backend's schema
+    # whatever the client asked; a stream it does not translate goes to this translator.
     envoy_translation: ClassVar[str]
     reply_api: ClassVar[ClientApi]  # the schema of the backend's replies, for their usage
 

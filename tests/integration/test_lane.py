@@ -26,6 +26,8 @@ import pytest
 from control_plane.compiler.lane import MAX_TRANSLATED_BYTES
 from control_plane.keys import create_key
 from ext_proc.contract import ClientApi
+from ext_proc.translators.anthropic_openai import AnthropicToOpenAI
+from ext_proc.translators.anthropic_openai_request import to_openai
 from ext_proc.translators.base import Backend
 from ext_proc.translators.common import DEFAULT_ANTHROPIC_VERSION
 from ext_proc.translators.openai_anthropic import OpenAIToAnthropic, openai_completion
@@ -421,6 +423,46 @@ def test_a_large_body_is_translated_by_the_workers_attempt(
     assert gateway.admission_messages() == admission
     assert gateway.worker_messages() == attempts + 3
     assert fake.last["body"] == to_anthropic({"messages": messages}, "claude-haiku-4-5")
+
+
+def test_an_anthropic_client_of_an_openai_model_is_translated_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """The other direction (compiler/lua/anthropic_openai.lua), whole requests; metered from
+    the OpenAI reply's usage."""
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    messages = [{"role": "user", "content": "Hello there"}]
+    before = _messages(gateway)
+    raw = client.messages.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=64, system="Be brief.",
+        messages=messages)  # type: ignore[arg-type]
+    assert _messages(gateway) == before
+    sent: dict[str, Any] = fake.last
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"] == to_openai({"max_tokens": 64, "system": "Be brief.",
+                                      "messages": messages}, "gpt-4o-mini")
+    assert sent["headers"]["authorization"] == "Bearer sk-provider"
+    assert "x-api-key" not in sent["headers"]
+    translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, Backend(
+        "oai", "openai", "", "gpt-4o-mini"))
+    translator.response_body_mode(200, {})
+    fixture = (FIXTURES / "openai" / "responses" / "text.json").read_bytes()
+    assert json.loads(raw.http_response.content) == orjson.loads(
+        translator.response_body(fixture).body or b"")
+    assert raw.parse().usage.output_tokens == 7
+    row = usage_record(gateway.ledger_path, raw.headers["x-request-id"])
+    assert tokens_of(row) == (1200, 7, 1024, 0, 0) and cost_of(row) == OPENAI_PLAIN
+
+
+def test_an_anthropic_stream_of_an_openai_model_is_translated_by_the_workers_attempt(
+        gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
+    admission, attempts = _messages(gateway)
+    with client.messages.stream(model="gpt-4o-mini", max_tokens=64,
+                                messages=[{"role": "user", "content": "Hi"}]) as stream:
+        final = stream.get_final_message()
+    assert final.usage.output_tokens > 0
+    assert gateway.admission_messages() == admission
+    assert gateway.worker_messages() > attempts
 
 
 def test_a_translated_error_keeps_its_status(gateway: Gateway) -> None:

@@ -1,5 +1,6 @@
 """A real Envoy whose one listener runs a Lua script in front of a 404, for checking the
-control plane's Lua inside the LuaJIT that Envoy embeds."""
+control plane's Lua inside the LuaJIT that Envoy embeds; and a script that exposes the lane's
+translations (control_plane/compiler/translations.py) over HTTP."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from control_plane.compiler.lua_source import to_lua
+from control_plane.compiler.translations import translation_source
 from control_plane.envoy_process import envoy_binary
 from tests.support.ports import free_port
 
@@ -70,3 +73,39 @@ def lua_envoy(script: str, work: Path) -> Iterator[str]:
     finally:
         envoy.terminate()
         envoy.wait(timeout=10)
+
+
+# For translation NAME, with the provider's model MODEL:
+# POST /NAME/request: the translated body, or 204 when the lane leaves it to a worker;
+# POST /NAME/reply/<status>: the client's reply to a provider's reply of that status;
+# POST /NAME/stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's
+# stream fed in pieces of that size; POST /NAME/failure: what the client gets should the Lua
+# fail.
+_HARNESS = """
+local ROUTE = {model_json = '"' .. MODEL .. '"'}
+function envoy_on_request(handle)
+  local name, action, rest = handle:headers():get(":path"):match("^/([%w_]+)/(%a+)/?(.*)$")
+  local body = handle:body()
+  local text = body and body:getBytes(0, body:length()) or ""
+  local translation = TRANSLATIONS[name]
+  if action == "request" then
+    local out = translation.request(text, ROUTE)
+    handle:respond({[":status"] = out and "200" or "204"}, out or "")
+  elseif action == "failure" then
+    handle:respond({[":status"] = "200"}, translation.failure())
+  elseif action == "stream" then
+    local usage, size = rest:match("^(%d)/(%d+)$")
+    local stream, out = translation.stream(MODEL, usage == "1"), {}
+    for at = 1, #text, tonumber(size) do
+      out[#out + 1] = stream:feed(text:sub(at, at + tonumber(size) - 1))
+    end
+    handle:respond({[":status"] = "200"}, table.concat(out))
+  else
+    handle:respond({[":status"] = "200"}, translation.reply(tonumber(rest), text, MODEL))
+  end
+end
+"""
+
+
+def translation_harness(model: str) -> str:
+    return f"{translation_source()}\nlocal MODEL = {to_lua(model)}\n{_HARNESS}"

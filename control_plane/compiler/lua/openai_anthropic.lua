@@ -3,44 +3,10 @@
 -- their results, the sampling parameters, stop sequences and the user, whole or streamed.
 -- The same mapping as ext_proc/translators/openai_anthropic.py, openai_anthropic_request.py
 -- and openai_anthropic_stream.py, held to the same outputs by
--- tests/integration/test_lua_translation.py. Anything else (a field of the wrong type, a
+-- tests/integration/test_lua_openai_anthropic.py. Anything else (a field of the wrong type, a
 -- role or content part it does not know) is not translated here: `request` returns nil, and
 -- a worker's attempt translates or refuses the request exactly. `TRANSLATION` (the
 -- compiler's) holds the workers' constants.
-
-local function present(value)
-  return value ~= nil and value ~= JSON_NULL
-end
-
-local function string_or(value, default)
-  return type(value) == "string" and value or default
-end
-
-local function is_array(value)
-  return type(value) == "table" and value.array ~= nil
-end
-
-local function object_of(value)
-  return type(value) == "table" and value.object or nil
-end
-
-local function integer_text(value)
-  -- Beyond 15 digits a double would not hold it: the worker decides.
-  if type(value) == "table" and value.integer and #value.number <= 15 then
-    return value.number
-  end
-  return nil
-end
-
--- A role or part type as written; ESCAPED_NAME for one spelled with an escape, which only a
--- decoder can compare.
-local ESCAPED_NAME = {}
-local function name_of(value)
-  if type(value) ~= "string" then
-    return nil
-  end
-  return value:find("\\", 1, true) and ESCAPED_NAME or value
-end
 
 -- The text of content given as a string or as parts; nil when a part is not text. An
 -- assistant's parts that are not text (a refusal) are left out rather than refused.
@@ -114,17 +80,11 @@ local function user_blocks(content)
   return blocks
 end
 
--- A tool call's arguments, a JSON string that must encode an object, as compact JSON.
 local function arguments_json(arguments)
   if not present(arguments) or arguments == "" then
     return "{}"
   end
-  local text = type(arguments) == "string" and json_unescaped(arguments)
-  local value = text and json_read(text)
-  if not object_of(value) then
-    return nil
-  end
-  return json_source(text, value)
+  return arguments_object(arguments)
 end
 
 local function tool_use_block(call)
@@ -378,42 +338,10 @@ local function request(text, route)
   return table.concat(out)
 end
 
--- An error body in either schema: its message as a JSON string (Anthropic, OpenAI and
--- Google nest it in "error"; Bedrock puts it at the top), else the body itself.
-local function error_message(text)
-  local parsed = json_read(text)
-  if parsed == nil then
-    local stripped = text:match("^%s*(.-)%s*$")
-    return json_quoted(stripped ~= "" and stripped or "the provider returned an error")
-  end
-  if is_array(parsed) and #parsed.array == 1 then
-    parsed = parsed.array[1]  -- Vertex wraps its error in a list
-  end
-  local holder = object_of(parsed) or {}
-  local nested = holder.error
-  if object_of(nested) then
-    holder = nested.object
-  end
-  local message = holder.message
-  if message == nil then
-    message = holder.Message
-  end
-  if type(message) == "string" then
-    return '"' .. message .. '"'
-  end
-  return json_quoted(json_source(text, parsed))
-end
-
 local function openai_error(status, message)
-  local kind = TRANSLATION.error_kinds[tostring(status)]
-    or TRANSLATION.error_kinds[status >= 500 and "500" or "400"]
+  local kind = error_kind(status)
   return '{"error":{"message":' .. message .. ',"type":"' .. kind[1] .. '","code":"'
     .. kind[2] .. '"}}'
-end
-
-local function count(usage, name)
-  local text = integer_text(usage[name])
-  return text and tonumber(text) or 0
 end
 
 local USAGE_KEYS = {"input_tokens", "output_tokens", "cache_read_input_tokens",
@@ -688,5 +616,5 @@ local function failure()
   return openai_error(502, '"the gateway could not translate the provider\'s answer"')
 end
 
-TRANSLATIONS = {openai_anthropic = {request = request, reply = reply, stream = stream,
-                                    failure = failure}}
+TRANSLATIONS.openai_anthropic = {request = request, reply = reply, stream = stream,
+                                 failure = failure}

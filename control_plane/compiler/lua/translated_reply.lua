@@ -15,7 +15,8 @@ function envoy_on_response(handle)
   local headers = handle:headers()
   local status = tonumber(headers:get(":status")) or 0
   local content_type = headers:get("content-type") or ""
-  if status >= 200 and status < 300 and content_type:find("text/event-stream", 1, true) then
+  if status >= 200 and status < 300 and content_type:find("text/event-stream", 1, true)
+      and translation.stream ~= nil then
     headers:remove("content-length")  -- the events change length
     local stream = translation.stream(direct.model, namespace[NAMES.include_usage] == true)
     local failed = false

@@ -66,6 +66,8 @@ def test_only_requests_a_provider_takes_as_they_are_renamed_or_translated_have_a
         "/v1/chat/completions llama", "/v1/embeddings llama",
         "/v1/messages claude-sonnet-4-5", "/v1/chat/completions claude-sonnet-4-5",
         "/v1/chat/completions deployment", "/v1/embeddings deployment",
+        "/v1/messages gpt-4o", "/v1/messages renamed", "/v1/messages llama",
+        "/v1/messages deployment",
     }  # not several targets, not a signed (Bedrock) credential, not a refused API
     assert routes["/v1/chat/completions gpt-4o"] == {
         "provider": "oai", "model": "gpt-4o", "model_json": '"gpt-4o"',
@@ -92,6 +94,11 @@ def test_only_requests_a_provider_takes_as_they_are_renamed_or_translated_have_a
         "streams": True, "adds_usage": False, "translation": "openai_anthropic",
         "reply_api": "/v1/messages"}
     assert "translation" not in routes["/v1/chat/completions gpt-4o"]
+    # The other direction, to the provider's chat completions (Azure: its deployment's).
+    assert routes["/v1/messages gpt-4o"]["translation"] == "anthropic_openai"
+    assert routes["/v1/messages gpt-4o"]["reply_api"] == "/v1/chat/completions"
+    assert routes["/v1/messages deployment"]["path"] == \
+        routes["/v1/chat/completions deployment"]["path"]
 
 
 def test_the_lane_admits_for_the_attempts_what_no_admission_could_forward_alone() -> None:

@@ -16,13 +16,11 @@ import httpx
 import orjson
 import pytest
 
-from control_plane.compiler.lua_source import to_lua
-from control_plane.compiler.translations import translation_source
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend
 from ext_proc.translators.openai_anthropic import OpenAIToAnthropic
 from ext_proc.translators.openai_anthropic_request import to_anthropic
-from tests.support.lua_envoy import lua_envoy
+from tests.support.lua_envoy import lua_envoy, translation_harness
 
 pytestmark = pytest.mark.integration
 
@@ -30,42 +28,13 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODEL = "claude-haiku-4-5"
 BACKEND = Backend("claude", "anthropic", "https://api.anthropic.com", MODEL)
 
-# POST /request: the translated body, or 204 when the lane leaves it to a worker;
-# POST /reply/<status>: the client's reply to a provider's reply of that status;
-# POST /stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's stream
-# fed in pieces of that size; POST /failure: what the client gets should the Lua fail.
-HARNESS = f"local MODEL = {to_lua(MODEL)}" + """
-local ROUTE = {model_json = '"' .. MODEL .. '"'}
-function envoy_on_request(handle)
-  local path = handle:headers():get(":path")
-  local body = handle:body()
-  local text = body and body:getBytes(0, body:length()) or ""
-  local translation = TRANSLATIONS.openai_anthropic
-  if path == "/request" then
-    local out = translation.request(text, ROUTE)
-    handle:respond({[":status"] = out and "200" or "204"}, out or "")
-  elseif path == "/failure" then
-    handle:respond({[":status"] = "200"}, translation.failure())
-  elseif path:find("^/stream/") then
-    local usage, size = path:match("^/stream/(%d)/(%d+)$")
-    local stream, out = translation.stream(MODEL, usage == "1"), {}
-    for at = 1, #text, tonumber(size) do
-      out[#out + 1] = stream:feed(text:sub(at, at + tonumber(size) - 1))
-    end
-    handle:respond({[":status"] = "200"}, table.concat(out))
-  else
-    handle:respond({[":status"] = "200"},
-                   translation.reply(tonumber(path:match("%d+$")), text, MODEL))
-  end
-end
-"""
+URL = "openai_anthropic/"
 
 
 @pytest.fixture(scope="module")
 def lua_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with lua_envoy(translation_source() + HARNESS,
-                   tmp_path_factory.mktemp("translation")) as url:
-        yield url
+    with lua_envoy(translation_harness(MODEL), tmp_path_factory.mktemp("translation")) as url:
+        yield url + URL
 
 
 def _fixture_request(name: str) -> bytes:

@@ -1,0 +1,319 @@
+-- Anthropic Messages clients served by an OpenAI-compatible chat completions API, translated
+-- in Envoy for whole requests whose every field this code knows: text and image blocks,
+-- tools, tool calls and their results, the sampling parameters, stop sequences and the user.
+-- The same mapping as ext_proc/translators/anthropic_openai.py and
+-- anthropic_openai_request.py, held to the same outputs by
+-- tests/integration/test_lua_anthropic_openai.py. Streams, and anything else, go to a worker's
+-- attempt (`request` returns nil), which translates or refuses them exactly.
+
+-- A string, or blocks that must all be objects.
+local function blocks_of(content)
+  if type(content) == "string" then
+    return {{object = {type = "text", text = content}}}
+  end
+  if not is_array(content) then
+    return nil
+  end
+  for _, block in ipairs(content.array) do
+    if not object_of(block) then
+      return nil
+    end
+  end
+  return content.array
+end
+
+-- The text of content whose blocks must all be text.
+local function text_of(content)
+  local blocks = blocks_of(content)
+  if blocks == nil then
+    return nil
+  end
+  local texts = {}
+  for i, block in ipairs(blocks) do
+    local fields = block.object
+    if name_of(fields.type) ~= "text" or type(fields.text) ~= "string" then
+      return nil
+    end
+    texts[i] = fields.text
+  end
+  return table.concat(texts)
+end
+
+local function image_url(fields)
+  local source = object_of(fields.source)
+  local kind = source and name_of(source.type)
+  if kind == "url" and type(source.url) == "string" then
+    return source.url
+  elseif kind == "base64" and type(source.media_type) == "string"
+      and type(source.data) == "string" then
+    return "data:" .. source.media_type .. ";base64," .. source.data
+  end
+  return nil
+end
+
+local function tool_message(fields)
+  if type(fields.tool_use_id) ~= "string" then
+    return nil
+  end
+  local text = not present(fields.content) and "" or text_of(fields.content)
+  return text and '{"role":"tool","tool_call_id":"' .. fields.tool_use_id .. '","content":"'
+    .. text .. '"}'
+end
+
+-- A user turn: its tool results first, as OpenAI wants each right after the call.
+local function user_messages(content, messages)
+  local blocks = blocks_of(content)
+  if blocks == nil then
+    return nil
+  end
+  local parts, texts, plain = {}, {}, true
+  for _, block in ipairs(blocks) do
+    local fields = block.object
+    local kind = name_of(fields.type)
+    if kind == "text" and type(fields.text) == "string" then
+      parts[#parts + 1] = '{"type":"text","text":"' .. fields.text .. '"}'
+      texts[#texts + 1] = fields.text
+    elseif kind == "image" then
+      local url = image_url(fields)
+      if url == nil then
+        return nil
+      end
+      parts[#parts + 1] = '{"type":"image_url","image_url":{"url":"' .. url .. '"}}'
+      plain = false
+    elseif kind == "tool_result" then
+      local result = tool_message(fields)
+      if result == nil then
+        return nil
+      end
+      messages[#messages + 1] = result
+    else
+      return nil
+    end
+  end
+  if #parts > 0 then
+    messages[#messages + 1] = '{"role":"user","content":' .. ((plain and #parts == 1)
+      and '"' .. texts[1] .. '"' or "[" .. table.concat(parts, ",") .. "]") .. "}"
+  end
+  return messages
+end
+
+local function assistant_message(text, content)
+  local blocks = blocks_of(content)
+  if blocks == nil then
+    return nil
+  end
+  local texts, calls = {}, {}
+  for _, block in ipairs(blocks) do
+    local fields = block.object
+    local kind = name_of(fields.type)
+    if kind == "text" and type(fields.text) == "string" then
+      texts[#texts + 1] = fields.text
+    elseif kind == "tool_use" then
+      if type(fields.id) ~= "string" or type(fields.name) ~= "string" then
+        return nil
+      end
+      local input = fields.input == nil and "{}" or json_source(text, fields.input)
+      calls[#calls + 1] = '{"id":"' .. fields.id .. '","type":"function","function":{"name":"'
+        .. fields.name .. '","arguments":' .. json_quoted(input) .. "}}"
+    elseif kind ~= "thinking" and kind ~= "redacted_thinking" then  -- reasoning: not replayed
+      return nil
+    end
+  end
+  return '{"role":"assistant","content":' .. (#texts > 0 and '"' .. table.concat(texts) .. '"'
+    or "null") .. (#calls > 0 and ',"tool_calls":[' .. table.concat(calls, ",") .. "]" or "")
+    .. "}"
+end
+
+local function openai_tools(text, fields)
+  local tools, entries = fields.tools, {}
+  if present(tools) and not (tools == false) then
+    if not is_array(tools) then
+      return nil
+    end
+    for i, tool in ipairs(tools.array) do
+      local entry = object_of(tool)
+      local schema, description = entry and entry.input_schema, entry and entry.description
+      if not entry or type(entry.name) ~= "string"
+          or present(schema) and not object_of(schema)
+          or present(description) and type(description) ~= "string" then
+        return nil
+      end
+      entries[i] = '{"type":"function","function":{"name":"' .. entry.name .. '","parameters":'
+        .. ((present(schema) and next(schema.object) ~= nil) and json_source(text, schema)
+            or '{"type":"object","properties":{}}')
+        .. (present(description) and ',"description":"' .. description .. '"' or "") .. "}}"
+    end
+  end
+  local choice = fields.tool_choice
+  if present(choice) and not object_of(choice) then
+    return nil
+  end
+  if #entries == 0 then
+    return ""
+  end
+  local out = ',"tools":[' .. table.concat(entries, ",") .. "]"
+  if not present(choice) then
+    return out
+  end
+  local kind = name_of(choice.object.type)
+  if kind == "auto" or kind == "none" then
+    out = out .. ',"tool_choice":"' .. kind .. '"'
+  elseif kind == "any" then
+    out = out .. ',"tool_choice":"required"'
+  elseif kind == "tool" and type(choice.object.name) == "string" then
+    out = out .. ',"tool_choice":{"type":"function","function":{"name":"'
+      .. choice.object.name .. '"}}'
+  else
+    return nil
+  end
+  if choice.object.disable_parallel_tool_use == true then
+    out = out .. ',"parallel_tool_calls":false'
+  end
+  return out
+end
+
+local function request(text, route)
+  local fields = object_of(json_read(text))
+  local tokens = fields and integer_text(fields.max_tokens)
+  if tokens == nil or tonumber(tokens) < 1 or fields.stream ~= nil
+      and fields.stream ~= JSON_NULL and fields.stream ~= false then
+    return nil  -- no max_tokens (refused), or a stream: the worker's
+  end
+  local messages = {}
+  if present(fields.system) then
+    local system = text_of(fields.system)
+    if system == nil then
+      return nil
+    end
+    messages[1] = '{"role":"system","content":"' .. system .. '"}'
+  end
+  local turns = fields.messages
+  if not is_array(turns) or #turns.array == 0 then
+    return nil
+  end
+  for _, turn in ipairs(turns.array) do
+    local turn_fields = object_of(turn)
+    local role = turn_fields and name_of(turn_fields.role)
+    if role == "user" then
+      if user_messages(turn_fields.content, messages) == nil then
+        return nil
+      end
+    elseif role == "assistant" then
+      local reply = assistant_message(text, turn_fields.content)
+      if reply == nil then
+        return nil
+      end
+      messages[#messages + 1] = reply
+    else
+      return nil
+    end
+  end
+  local out = {'{"model":', route.model_json, ',"messages":[', table.concat(messages, ","),
+               '],"max_completion_tokens":', string.format("%d", tonumber(tokens))}
+  for _, name in ipairs({"temperature", "top_p"}) do
+    local value = fields[name]
+    if present(value) then
+      if type(value) ~= "table" or value.number == nil then
+        return nil
+      end
+      out[#out + 1] = ',"' .. name .. '":' .. value.number
+    end
+  end
+  local stop = fields.stop_sequences
+  if present(stop) then
+    if not is_array(stop) then
+      return nil
+    end
+    local quoted = {}
+    for i, sequence in ipairs(stop.array) do
+      if type(sequence) ~= "string" then
+        return nil
+      end
+      quoted[i] = '"' .. sequence .. '"'
+    end
+    if #quoted > 0 then
+      out[#out + 1] = ',"stop":[' .. table.concat(quoted, ",") .. "]"
+    end
+  end
+  local metadata = fields.metadata
+  if present(metadata) then
+    if not object_of(metadata) then
+      return nil
+    end
+    if type(metadata.object.user_id) == "string" then
+      out[#out + 1] = ',"user":"' .. metadata.object.user_id .. '"'
+    end
+  end
+  local tools = openai_tools(text, fields)
+  if tools == nil then
+    return nil
+  end
+  out[#out + 1] = tools .. "}"
+  return table.concat(out)
+end
+
+local function anthropic_error(status, message)
+  return '{"type":"error","error":{"type":"' .. error_kind(status)[3] .. '","message":'
+    .. message .. "}}"
+end
+
+-- A tool call's arguments as the tool's input: a model's malformed JSON is kept under a key.
+local function tool_input(arguments)
+  if type(arguments) ~= "string" or arguments == "" then
+    return "{}"
+  end
+  return arguments_object(arguments) or '{"_raw_arguments":"' .. arguments .. '"}'
+end
+
+-- OpenAI counts cache reads as prompt tokens; Anthropic does not.
+local function anthropic_usage(usage)
+  local details = object_of(usage.prompt_tokens_details)
+  local cached = details and count(details, "cached_tokens") or 0
+  return string.format('{"input_tokens":%d,"output_tokens":%d,"cache_read_input_tokens":%d,'
+    .. '"cache_creation_input_tokens":0}', math.max(count(usage, "prompt_tokens") - cached, 0),
+    count(usage, "completion_tokens"), cached)
+end
+
+-- An OpenAI chat.completion as an Anthropic message.
+local function message(text, model)
+  local completion = object_of(json_read(text))
+  local choices = completion and completion.choices
+  local choice = is_array(choices) and object_of(choices.array[1])
+  if not choice then
+    return anthropic_error(502, '"the provider returned an unreadable answer"')
+  end
+  local reply, content = object_of(choice.message) or {}, {}
+  if type(reply.content) == "string" and reply.content ~= "" then
+    content[1] = '{"type":"text","text":"' .. reply.content .. '"}'
+  end
+  for _, call in ipairs(is_array(reply.tool_calls) and reply.tool_calls.array or {}) do
+    local fields = object_of(call)
+    local fn = fields and object_of(fields["function"])
+    if fn then
+      content[#content + 1] = '{"type":"tool_use","id":"' .. string_or(fields.id, "")
+        .. '","name":"' .. string_or(fn.name, "") .. '","input":' .. tool_input(fn.arguments)
+        .. "}"
+    end
+  end
+  local name, usage = completion.model, object_of(completion.usage)
+  return table.concat({
+    '{"id":"', string_or(completion.id, ""), '","type":"message","role":"assistant","model":',
+    (type(name) == "string" and name ~= "") and '"' .. name .. '"' or json_quoted(model),
+    ',"content":[', table.concat(content, ","), '],"stop_reason":"',
+    TRANSLATION.stop_reasons[string_or(choice.finish_reason, "")] or "end_turn",
+    '","stop_sequence":null,"usage":',
+    usage and anthropic_usage(usage) or '{"input_tokens":0,"output_tokens":0}', "}"})
+end
+
+local function reply(status, text, model)
+  if status < 200 or status >= 300 then
+    return anthropic_error(status, error_message(text))
+  end
+  return message(text, model)
+end
+
+local function failure()
+  return anthropic_error(502, '"the gateway could not translate the provider\'s answer"')
+end
+
+TRANSLATIONS.anthropic_openai = {request = request, reply = reply, failure = failure}

@@ -1,0 +1,176 @@
+"""The lane's Anthropic -> OpenAI translation (control_plane/compiler/lua/anthropic_openai.lua),
+run in a real Envoy's LuaJIT, gives what the workers' translator gives (ext_proc/translators/
+anthropic_openai.py) for every whole request it takes, and leaves every other request, streams
+included, to a worker: the recorded fixtures (tests/fixtures/anthropic, tests/fixtures/openai)
+and edge cases of the mapping, each marked with what the Lua must do with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from ext_proc.contract import ClientApi
+from ext_proc.translators.anthropic_openai import AnthropicToOpenAI
+from ext_proc.translators.anthropic_openai_request import to_openai
+from ext_proc.translators.base import Backend
+from tests.support.lua_envoy import lua_envoy, translation_harness
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+MODEL = "gpt-4o-mini"
+BACKEND = Backend("oai", "openai", "https://api.openai.com/v1", MODEL)
+
+
+@pytest.fixture(scope="module")
+def lua_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with lua_envoy(translation_harness(MODEL), tmp_path_factory.mktemp("translation")) as url:
+        yield url + "anthropic_openai/"
+
+
+def _fixture_request(name: str) -> bytes:
+    """The fixture, whole (not streamed)."""
+    body = orjson.loads((FIXTURES / "anthropic" / "requests" / f"{name}.json").read_bytes())
+    body.pop("stream", None)
+    return orjson.dumps(body)
+
+
+def _messages(*messages: Any, **fields: Any) -> bytes:
+    return orjson.dumps({"model": "any", "max_tokens": 64, "messages": list(messages),
+                         **fields})
+
+
+USER = {"role": "user", "content": "Hi"}
+CALL = {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": [1, "é"]}}
+
+TRANSLATED: dict[str, bytes] = {
+    **{f"fixture {path.stem}": _fixture_request(path.stem)
+       for path in sorted((FIXTURES / "anthropic" / "requests").iterdir())},
+    "system as blocks, sampling, stops and user": _messages(
+        USER, system=[{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+        temperature=1, top_p=0.5, stop_sequences=["x", "y"], metadata={"user_id": "u"}),
+    "empty stops and metadata without a user": _messages(USER, stop_sequences=[],
+                                                         metadata={"other": 1}),
+    "several text blocks stay parts": _messages({"role": "user", "content": [
+        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
+    "tool results before the rest of the turn": _messages(
+        USER, {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"},
+                                                {"type": "text", "text": "Let me see."}, CALL,
+                                                {**CALL, "id": "t2", "input": None}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "and?"},
+            {"type": "tool_result", "tool_use_id": "t1", "content": "ok"},
+            {"type": "tool_result", "tool_use_id": "t2"},
+            {"type": "tool_result", "tool_use_id": "t3", "content": None},
+            {"type": "tool_result", "tool_use_id": "t4",
+             "content": [{"type": "text", "text": "x"}]}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t5",
+                                      "content": ""}]}),
+    "a tool call without input": _messages(USER, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "f"}]}),
+    "tool choices": _messages(USER, tools=[{"name": "f", "input_schema": {},
+                                            "description": "d"}],
+                              tool_choice={"type": "tool", "name": "f",
+                                           "disable_parallel_tool_use": True}),
+    "a choice without tools": _messages(USER, tools=[], tool_choice={"type": "later"}),
+    "nulls read as absent": _messages(USER, system=None, temperature=None, tools=None,
+                                      stop_sequences=None, metadata=None, stream=False),
+}
+
+LEFT_TO_A_WORKER: dict[str, bytes] = {
+    "a stream": _messages(USER, stream=True),
+    "no max_tokens": orjson.dumps({"model": "m", "messages": [USER]}),
+    "max_tokens 0": _messages(USER, max_tokens=0),
+    "no messages": _messages(),
+    "unknown role": _messages({"role": "system", "content": "x"}),
+    "a document block": _messages({"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "data": "x"}}]}),
+    "an image without a source": _messages({"role": "user", "content": [{"type": "image"}]}),
+    "system with an image": _messages(USER, system=[{"type": "image"}]),
+    "a tool call without an id": _messages(USER, {"role": "assistant", "content": [
+        {"type": "tool_use", "name": "f"}]}),
+    "a tool result without its call": _messages({"role": "user", "content": [
+        {"type": "tool_result", "content": "x"}]}),
+    "a tool without a name": _messages(USER, tools=[{"input_schema": {}}]),
+    "an unknown tool choice": _messages(USER, tools=[{"name": "f"}],
+                                        tool_choice={"type": "sometimes"}),
+    "a tool choice not an object": _messages(USER, tool_choice="auto"),
+    "stops not a list": _messages(USER, stop_sequences="x"),
+    "metadata not an object": _messages(USER, metadata="u"),
+    "a role spelled with an escape": b'{"model":"m","max_tokens":5,"messages":[{"role":'
+                                     b'"\\u0075ser","content":"x"}]}',
+}
+
+
+@pytest.mark.parametrize("case", TRANSLATED)
+def test_the_lane_translates_as_the_worker_does(lua_url: str, case: str) -> None:
+    raw = TRANSLATED[case]
+    response = httpx.post(f"{lua_url}request", content=raw, timeout=5)
+    assert response.status_code == 200, f"{case}: left to a worker"
+    translated, expected = orjson.loads(response.content), to_openai(orjson.loads(raw), MODEL)
+    for body in (translated, expected):  # arguments: the same JSON, spaces aside
+        for message in body["messages"]:
+            for call in message.get("tool_calls", []):
+                call["function"]["arguments"] = orjson.loads(call["function"]["arguments"])
+    assert translated == expected
+
+
+@pytest.mark.parametrize("case", LEFT_TO_A_WORKER)
+def test_what_the_lane_does_not_know_is_left_to_a_worker(lua_url: str, case: str) -> None:
+    response = httpx.post(f"{lua_url}request", content=LEFT_TO_A_WORKER[case], timeout=5)
+    assert response.status_code == 204
+
+
+def _reply_cases() -> dict[str, tuple[int, bytes]]:
+    cases = {f"fixture {path.stem}": (200, path.read_bytes())
+             for path in sorted((FIXTURES / "openai" / "responses").iterdir())}
+    cases |= {f"fixture error {path.stem}": (int(path.stem[:3]), path.read_bytes())
+              for path in sorted((FIXTURES / "openai" / "errors").iterdir())}
+    choice = {"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "f", "arguments": '{"a": [1, "\\u00e9"]}'}},
+            {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{oops"}},
+            {"id": "c3", "type": "function", "function": {"name": "h", "arguments": "[1]"}},
+            {"type": "function", "function": {"name": "i"}}, "not a call"]}}
+    return cases | {
+        "tool calls, malformed arguments kept": (200, orjson.dumps({
+            "id": "x", "model": "", "choices": [choice],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 2,
+                      "prompt_tokens_details": {"cached_tokens": 4}}})),
+        "no usage, unknown finish reason": (200, orjson.dumps({"choices": [{
+            "finish_reason": "later", "message": {"content": "hé"}}]})),
+        "more cached than prompted": (200, orjson.dumps({"choices": [{"message": {}}],
+                                                         "usage": {"prompt_tokens": 1,
+                                                                   "prompt_tokens_details": {
+                                                                       "cached_tokens": 3}}})),
+        "no choices": (200, b'{"choices": []}'),
+        "unreadable answer": (200, b"<html>oops</html>"),
+        "error without a message": (404, b'{"error": "no such path"}'),
+        "error as text": (503, b"upstream broke"),
+        "error status without a kind": (418, b'{"error": {"message": "teapot"}}'),
+    }
+
+
+REPLIES = _reply_cases()
+
+
+@pytest.mark.parametrize("case", REPLIES)
+def test_the_lane_translates_replies_as_the_worker_does(lua_url: str, case: str) -> None:
+    status, raw = REPLIES[case]
+    translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
+    translator.response_body_mode(status, {"content-type": "application/json"})
+    expected = translator.response_body(raw).body
+    assert expected is not None
+    reply = httpx.post(f"{lua_url}reply/{status}", content=raw, timeout=5)
+    assert orjson.loads(reply.content) == orjson.loads(expected)
+
+
+def test_a_failed_translation_answers_an_anthropic_error(lua_url: str) -> None:
+    assert httpx.post(f"{lua_url}failure", timeout=5).json() == {"type": "error", "error": {
+        "type": "api_error", "message": "the gateway could not translate the provider's answer"}}
