@@ -139,8 +139,7 @@ local function openai_tools(text, fields)
         return nil
       end
       entries[i] = '{"type":"function","function":{"name":"' .. entry.name .. '","parameters":'
-        .. ((present(schema) and next(schema.object) ~= nil) and json_source(text, schema)
-            or '{"type":"object","properties":{}}')
+        .. schema_or_default(text, schema)
         .. (present(description) and ',"description":"' .. description .. '"' or "") .. "}}"
     end
   end
@@ -210,30 +209,17 @@ local function request(text, route)
   end
   local out = {'{"model":', route.model_json, ',"messages":[', table.concat(messages, ","),
                '],"max_completion_tokens":', string.format("%d", tonumber(tokens))}
-  for _, name in ipairs({"temperature", "top_p"}) do
-    local value = fields[name]
-    if present(value) then
-      if type(value) ~= "table" or value.number == nil then
-        return nil
-      end
-      out[#out + 1] = ',"' .. name .. '":' .. value.number
-    end
+  local parameters = sampling(fields)
+  if parameters == nil then
+    return nil
   end
-  local stop = fields.stop_sequences
-  if present(stop) then
-    if not is_array(stop) then
-      return nil
-    end
-    local quoted = {}
-    for i, sequence in ipairs(stop.array) do
-      if type(sequence) ~= "string" then
-        return nil
-      end
-      quoted[i] = '"' .. sequence .. '"'
-    end
-    if #quoted > 0 then
-      out[#out + 1] = ',"stop":[' .. table.concat(quoted, ",") .. "]"
-    end
+  out[#out + 1] = parameters
+  -- false when there are none, nil when they are not a list of strings
+  local stop = present(fields.stop_sequences) and string_list(fields.stop_sequences)
+  if stop == nil then
+    return nil
+  elseif stop and stop ~= "[]" then
+    out[#out + 1] = ',"stop":' .. stop
   end
   local metadata = fields.metadata
   if present(metadata) then
@@ -298,22 +284,16 @@ local function message(text, model)
   local name, usage = completion.model, object_of(completion.usage)
   return table.concat({
     '{"id":"', string_or(completion.id, ""), '","type":"message","role":"assistant","model":',
-    (type(name) == "string" and name ~= "") and '"' .. name .. '"' or json_quoted(model),
+    reply_model(name, model),
     ',"content":[', table.concat(content, ","), '],"stop_reason":"',
     TRANSLATION.stop_reasons[string_or(choice.finish_reason, "")] or "end_turn",
     '","stop_sequence":null,"usage":',
     usage and anthropic_usage(usage) or '{"input_tokens":0,"output_tokens":0}', "}"})
 end
 
-local function reply(status, text, model)
-  if status < 200 or status >= 300 then
-    return anthropic_error(status, error_message(text))
-  end
-  return message(text, model)
-end
-
 local function failure()
   return anthropic_error(502, '"the gateway could not translate the provider\'s answer"')
 end
 
-TRANSLATIONS.anthropic_openai = {request = request, reply = reply, failure = failure}
+TRANSLATIONS.anthropic_openai = {
+  request = request, reply = whole_reply(anthropic_error, message), failure = failure}

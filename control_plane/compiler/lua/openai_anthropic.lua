@@ -210,17 +210,7 @@ local function stop_sequences(stop)
   if type(stop) == "string" then
     return '["' .. stop .. '"]'
   end
-  if not is_array(stop) then
-    return nil
-  end
-  local quoted = {}
-  for i, sequence in ipairs(stop.array) do
-    if type(sequence) ~= "string" then
-      return nil
-    end
-    quoted[i] = '"' .. sequence .. '"'
-  end
-  return "[" .. table.concat(quoted, ",") .. "]"
+  return string_list(stop)
 end
 
 local function tool_entry(text, tool)
@@ -234,10 +224,7 @@ local function tool_entry(text, tool)
       or present(description) and type(description) ~= "string" then
     return nil
   end
-  -- An empty object asks for the default, as no parameters do.
-  local schema = (present(parameters) and next(parameters.object) ~= nil)
-    and json_source(text, parameters) or '{"type":"object","properties":{}}'
-  return '{"name":"' .. fn.name .. '","input_schema":' .. schema
+  return '{"name":"' .. fn.name .. '","input_schema":' .. schema_or_default(text, parameters)
     .. (present(description) and ',"description":"' .. description .. '"' or "") .. "}"
 end
 
@@ -309,15 +296,11 @@ local function request(text, route)
   if #system > 0 then
     out[#out + 1] = ',"system":"' .. table.concat(system, "\\n\\n") .. '"'
   end
-  for _, name in ipairs({"temperature", "top_p"}) do
-    local value = fields[name]
-    if present(value) then
-      if type(value) ~= "table" or value.number == nil then
-        return nil
-      end
-      out[#out + 1] = ',"' .. name .. '":' .. value.number
-    end
+  local parameters = sampling(fields)
+  if parameters == nil then
+    return nil
   end
+  out[#out + 1] = parameters
   if present(fields.stop) then
     local stop = stop_sequences(fields.stop)
     if stop == nil then
@@ -395,20 +378,13 @@ local function completion(text, model)
   return table.concat({
     '{"id":"', string_or(message.id, ""), '","object":"chat.completion","created":',
     tostring(os.time()), ',"model":',
-    (type(name) == "string" and name ~= "") and '"' .. name .. '"' or json_quoted(model),
+    reply_model(name, model),
     ',"choices":[{"index":0,"message":{"role":"assistant","content":',
     #texts > 0 and '"' .. table.concat(texts) .. '"' or "null", ',"refusal":null',
     #calls > 0 and ',"tool_calls":[' .. table.concat(calls, ",") .. "]" or "",
     '},"logprobs":null,"finish_reason":"', reason, '"}]',
     object_of(usage) and openai_usage(usage_counts(usage.object)) or "",
     "}"})
-end
-
-local function reply(status, text, model)
-  if status < 200 or status >= 300 then
-    return openai_error(status, error_message(text))
-  end
-  return completion(text, model)
 end
 
 -- A stream: Anthropic's Messages events in, OpenAI chat.completion.chunk events out, fed
@@ -616,5 +592,6 @@ local function failure()
   return openai_error(502, '"the gateway could not translate the provider\'s answer"')
 end
 
-TRANSLATIONS.openai_anthropic = {request = request, reply = reply, stream = stream,
-                                 failure = failure}
+TRANSLATIONS.openai_anthropic = {
+  request = request, reply = whole_reply(openai_error, completion), stream = stream,
+  failure = failure}

@@ -81,3 +81,58 @@ local function arguments_object(arguments)
   local value = text and json_read(text)
   return object_of(value) and json_source(text, value) or nil
 end
+
+-- `,"temperature":..,"top_p":..` as the client wrote them ("" without); nil if one is not a
+-- number. Both APIs name them alike.
+local function sampling(fields)
+  local out = ""
+  for _, name in ipairs({"temperature", "top_p"}) do
+    local value = fields[name]
+    if present(value) then
+      if type(value) ~= "table" or value.number == nil then
+        return nil
+      end
+      out = out .. ',"' .. name .. '":' .. value.number
+    end
+  end
+  return out
+end
+
+-- An array of strings as JSON; nil for anything else.
+local function string_list(value)
+  if not is_array(value) then
+    return nil
+  end
+  local quoted = {}
+  for i, item in ipairs(value.array) do
+    if type(item) ~= "string" then
+      return nil
+    end
+    quoted[i] = '"' .. item .. '"'
+  end
+  return "[" .. table.concat(quoted, ",") .. "]"
+end
+
+-- A tool's JSON schema; none, or an empty object, asks for the default, as with the workers.
+local function schema_or_default(text, schema)
+  if present(schema) and next(schema.object) ~= nil then
+    return json_source(text, schema)
+  end
+  return '{"type":"object","properties":{}}'
+end
+
+-- The model a reply names, as JSON: the provider's, else the one the request went to.
+local function reply_model(named, model)
+  return (type(named) == "string" and named ~= "") and '"' .. named .. '"' or json_quoted(model)
+end
+
+-- A whole reply's translation: an error becomes `error_body(status, message)`, a success
+-- `success_body(text, model)`.
+local function whole_reply(error_body, success_body)
+  return function(status, text, model)
+    if status < 200 or status >= 300 then
+      return error_body(status, error_message(text))
+    end
+    return success_body(text, model)
+  end
+end
