@@ -44,6 +44,21 @@ class Scenario:
     model: str  # what Switchboard's client asks for, on /v1/chat/completions
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage
+    client: str = "openai"  # the client's API: "openai" (chat completions) or "anthropic"
+
+    def request(self) -> bytes:
+        if self.client == "anthropic":
+            return fakes.messages_request(self.model)
+        return fakes.chat_request(self.model, self.stream, self.include_usage)
+
+    @property
+    def client_path(self) -> str:
+        return "/v1/messages" if self.client == "anthropic" else "/v1" + CHAT_PATH
+
+    @property
+    def answer(self) -> bytes:
+        """What a whole answer through Switchboard must hold."""
+        return b'"type":"message"' if self.client == "anthropic" else b'"choices"'
 
 
 SCENARIOS = {
@@ -59,6 +74,9 @@ SCENARIOS = {
     # The client asks for the usage chunk itself: the stream can be forwarded unread.
     "stream-usage": Scenario("stream-usage", fakes.STREAM_BASE + "/chat/completions",
                              "bench-stream", stream=True, include_usage=True),
+    # An Anthropic Messages client of a model served in OpenAI's schema.
+    "anthropic-client": Scenario("anthropic-client", fakes.OPENAI_BASE + "/chat/completions",
+                                 "bench-openai-for-anthropic", client="anthropic"),
     # An OpenAI client's stream, with its usage, from an Anthropic-schema stream.
     "translated-stream": Scenario("translated-stream",
                                   fakes.ANTHROPIC_STREAM_BASE + "/v1/messages",
@@ -130,6 +148,8 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
         "bench-anthropic": {"targets": [{"provider": "anthropic",
                                          "model": "claude-sonnet-4-5"}]},
         "bench-stream": {"targets": [{"provider": "openai-stream"}]},
+        "bench-openai-for-anthropic": {"targets": [{"provider": "openai",
+                                                    "model": "gpt-4o-mini"}]},
         "bench-anthropic-stream": {"targets": [{"provider": "anthropic-stream",
                                                 "model": "claude-sonnet-4-5"}]},
         **policy["models"],
@@ -287,10 +307,10 @@ def wrk(binary: str, target: Target, path: str, body: bytes, connections: int,
             "requests": requests, "non_2xx": int(errors.group(1)) if errors else 0, **latency}
 
 
-def _probe(target: Target, path: str, body: bytes, stream: bool) -> None:
+def _probe(target: Target, path: str, body: bytes, stream: bool, whole: bytes) -> None:
     """One request before measuring: the right answer, or no numbers at all."""
     status, answer = http_request(target.url + path, body, timeout=10, headers=target.headers)
-    expected = b"data: " if stream else b'"choices"' if target.name == "switchboard" else b"{"
+    expected = b"data: " if stream else whole if target.name == "switchboard" else b"{"
     if status != 200 or expected not in answer:
         raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
 
@@ -340,8 +360,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                         b"{}")[0] == 200, "plain envoy")
         for scenario in scenarios:
             # Another gateway serves what plain Envoy serves: OpenAI's schema, untranslated.
-            serving = [t for t in targets if t.name in ("plain", "switchboard")
-                       or scenario.plain_path.endswith(CHAT_PATH)]
+            openai_schema = (scenario.plain_path.endswith(CHAT_PATH)
+                             and scenario.client == "openai")
+            serving = [t for t in targets
+                       if t.name in ("plain", "switchboard") or openai_schema]
             runs += _scenario(binary, scenario, serving, args, work)
         up_cpu = sample(up.pid).cpu_s
     return {"label": args.label, "settings": {k: v for k, v in vars(args).items()
@@ -352,13 +374,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _scenario(binary: str, scenario: Scenario, targets: list[Target],
               args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     """Every target at every connection count, interleaved round by round."""
-    body = fakes.chat_request(scenario.model, scenario.stream, scenario.include_usage)
+    body = scenario.request()
 
     def path(target: Target) -> str:
-        return scenario.plain_path if target.name == "plain" else "/v1" + CHAT_PATH
+        return scenario.plain_path if target.name == "plain" else scenario.client_path
 
     for target in targets:
-        _probe(target, path(target), body, scenario.stream)
+        _probe(target, path(target), body, scenario.stream, scenario.answer)
         wrk(binary, target, path(target), body, 16, 2, work)  # warm-up
     runs = []
     for connections in args.connections:

@@ -27,6 +27,12 @@ def chat_request(model: str, stream: bool = False, include_usage: bool = False) 
     return orjson.dumps(body)
 
 
+def messages_request(model: str) -> bytes:
+    """The same conversation as an Anthropic Messages request (~1.3 KB)."""
+    return orjson.dumps({"model": model, "max_tokens": 256, "temperature": 0.2,
+                         "system": MESSAGES[0]["content"], "messages": MESSAGES[1:]})
+
+
 CHAT_COMPLETION = orjson.dumps({
     "id": "chatcmpl-bench0000000000000000000001", "object": "chat.completion",
     "created": 1_750_000_000, "model": "gpt-4o-mini-2024-07-18",

@@ -39,7 +39,7 @@ def litellm_binary(given: str | None) -> str | None:
 def litellm_config(upstream_port: int, scenarios: list[Scenario]) -> dict[str, object]:
     """The scenarios LiteLLM can serve as plain Envoy does: an OpenAI-schema path."""
     models = {s.model: s.plain_path.removesuffix(CHAT_PATH) for s in scenarios
-              if s.plain_path.endswith(CHAT_PATH)}
+              if s.plain_path.endswith(CHAT_PATH) and s.client == "openai"}
     return {"model_list": [
         {"model_name": model, "litellm_params": {
             "model": f"openai/{model}", "api_key": "sk-fake",
