@@ -120,7 +120,7 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAt
     reply = metadata.get(REPLY_USAGE_NAMESPACE)
     # A reply Envoy translated was read in the provider's schema.
     reply_api = client_api_for_path(_text(direct, "reply_api")) or api
-    usage = _usage(reply_api, _reply_usage(reply.fields) if reply is not None else {}, status,
+    usage = _usage(reply_api, reply_usage_object(reply.fields) if reply is not None else {}, status,
                    _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
     provider_name, model = _text(direct, "provider"), _text(direct, "model")
     provider = view.providers.get(provider_name)
@@ -164,7 +164,7 @@ def _seconds(duration: Any) -> float:
 _REPLY_USAGE_PATHS = tuple((name, name.split(".")) for name in REPLY_USAGE_FIELDS)
 
 
-def _reply_usage(fields: Any) -> dict[str, Any]:
+def reply_usage_object(fields: Any) -> dict[str, Any]:
     """The reply's `usage` object as it wrote it, from the fields json_to_metadata or
     sse_to_metadata found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles)."""
     usage: dict[str, Any] = {}

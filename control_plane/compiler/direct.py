@@ -13,6 +13,7 @@ from ext_proc.contract import (
     INTERNAL_HEADER_PREFIX,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
+    TRANSLATED_HEADER,
 )
 
 
@@ -34,14 +35,16 @@ def _marked(marker: str) -> dict[str, Any]:
         "value_match": {"exact": "1"}}}
 
 
-def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER) -> dict[str, Any]:
+def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER,
+                unless: str = "") -> dict[str, Any]:
     """The filter, skipped for every request without `marker` (by default: those admission
-    did not mark as forwarded alone). Envoy evaluates the match when the request's headers
-    reach the filter, after admission's header mutation."""
+    did not mark as forwarded alone), and for those marked `unless` too. Envoy evaluates the
+    match when the request's headers reach the filter, after admission's header mutation."""
+    skipped = [{"not_matcher": _marked(marker)}, *([_marked(unless)] if unless else [])]
     return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
         "extension_config": http_filter,
         "xds_matcher": {"matcher_list": {"matchers": [
-            {"predicate": {"not_matcher": _marked(marker)}, "on_match": {"action": _SKIP}}]}},
+            {"predicate": predicate, "on_match": {"action": _SKIP}} for predicate in skipped]}},
     })}
 
 
@@ -78,7 +81,8 @@ def reply_usage() -> list[dict[str, Any]]:
     """The usage of a reply forwarded alone, field by field into metadata that the access log
     carries to the workers: from a JSON reply, or from a stream's events (the last event
     naming a field wins: a stream's final usage). Other replies skip both: the worker reads
-    theirs."""
+    theirs, and the lane's translation, which reads each reply it translates anyway, writes
+    the same fields itself (control_plane/compiler/lua/translated_reply.lua)."""
     def rules(*within: str) -> list[dict[str, Any]]:
         return [{"selectors": [{"key": key} for key in (*within, "usage", *field.split("."))],
                  "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
@@ -99,7 +103,8 @@ def reply_usage() -> list[dict[str, Any]]:
                 "envoy.extensions.content_parsers.json.v3.JsonContentParser",
                 # Anthropic's message_start nests its usage in the message.
                 {"rules": [{"rule": rule} for rule in rules() + rules("message")]})}}})}
-    return [only_marked(json_reply), only_marked(stream)]
+    return [only_marked(json_reply, unless=TRANSLATED_HEADER),
+            only_marked(stream, unless=TRANSLATED_HEADER)]
 
 
 def _typed_struct(type_name: str, value: dict[str, Any]) -> dict[str, Any]:

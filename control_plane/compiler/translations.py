@@ -14,6 +14,8 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
     METADATA_NAMESPACE,
+    REPLY_USAGE_FIELDS,
+    REPLY_USAGE_NAMESPACE,
     TRANSLATED_HEADER,
 )
 from ext_proc.errors import ERROR_KINDS
@@ -32,8 +34,9 @@ def translation_tables() -> dict[str, Any]:
         "stop_reasons": STOP_REASONS,
         "error_kinds": {str(status): [kind.openai_type, kind.openai_code, kind.anthropic_type]
                         for status, kind in ERROR_KINDS.items()},
+        "usage_fields": list(REPLY_USAGE_FIELDS),
         "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY,
-                  "include_usage": INCLUDE_USAGE_KEY},
+                  "include_usage": INCLUDE_USAGE_KEY, "usage": REPLY_USAGE_NAMESPACE},
     }
 
 
@@ -45,8 +48,8 @@ def translation_source() -> str:
 
 def translated_reply_filter() -> dict[str, Any]:
     """Translates the replies to the requests the lane translated, and only those (the others
-    skip it and pay nothing for Lua on their reply). Listed before the reply's usage parse,
-    which therefore reads the reply in the provider's schema first."""
+    skip it and pay nothing for Lua on their reply), and writes their usage fields where the
+    reply's usage parse, which skips them (direct.reply_usage), would have."""
     translator = {"name": "switchboard.translated_reply", "typed_config": any_of(LUA, {
         "default_source_code": {"inline_string": "\n".join((
             translation_source(), script("translated_reply.lua")))},

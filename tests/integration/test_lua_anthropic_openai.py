@@ -18,7 +18,8 @@ from ext_proc.contract import ClientApi
 from ext_proc.translators.anthropic_openai import AnthropicToOpenAI
 from ext_proc.translators.anthropic_openai_request import to_openai
 from ext_proc.translators.base import Backend
-from tests.support.lua_envoy import lua_envoy, translation_harness
+from ext_proc.translators.common import usage_from_openai
+from tests.support.lua_envoy import lua_envoy, reported_usage, translation_harness
 
 pytestmark = pytest.mark.integration
 
@@ -165,10 +166,13 @@ def test_the_lane_translates_replies_as_the_worker_does(lua_url: str, case: str)
     status, raw = REPLIES[case]
     translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
     translator.response_body_mode(status, {"content-type": "application/json"})
-    expected = translator.response_body(raw).body
-    assert expected is not None
+    translated = translator.response_body(raw)
+    assert translated.body is not None
     reply = httpx.post(f"{lua_url}reply/{status}", content=raw, timeout=5)
-    assert orjson.loads(reply.content) == orjson.loads(expected)
+    assert orjson.loads(reply.content) == orjson.loads(translated.body)
+    # The usage the access log then carries, read as the worker reads it.
+    usage = reported_usage(reply)
+    assert (usage_from_openai(usage) if usage else None) == translated.usage
 
 
 def test_a_failed_translation_answers_an_anthropic_error(lua_url: str) -> None:

@@ -18,9 +18,10 @@ import pytest
 
 from ext_proc.contract import ClientApi
 from ext_proc.translators.base import Backend
+from ext_proc.translators.common import usage_from_anthropic
 from ext_proc.translators.openai_anthropic import OpenAIToAnthropic
 from ext_proc.translators.openai_anthropic_request import to_anthropic
-from tests.support.lua_envoy import lua_envoy, translation_harness
+from tests.support.lua_envoy import lua_envoy, reported_usage, translation_harness
 
 pytestmark = pytest.mark.integration
 
@@ -256,9 +257,13 @@ def test_the_lane_translates_replies_as_the_worker_does(lua_url: str, case: str)
     status, raw = REPLIES[case]
     translator = OpenAIToAnthropic(ClientApi.OPENAI_CHAT, BACKEND)
     translator.response_body_mode(status, {"content-type": "application/json"})
-    expected = translator.response_body(raw).body
+    translated = translator.response_body(raw)
+    expected = translated.body
     assert expected is not None
     reply = httpx.post(f"{lua_url}reply/{status}", content=raw, timeout=5)
+    # The usage the access log then carries, read as the worker reads it.
+    usage = reported_usage(reply)
+    assert (usage_from_anthropic(usage) if usage else None) == translated.usage
     actual = orjson.loads(reply.content)
     if "created" in actual:
         assert abs(actual.pop("created") - time.time()) < 60
@@ -311,13 +316,17 @@ def test_the_lane_translates_streams_as_the_worker_does(
     assert translator.response_body_mode(200, {"content-type": "text/event-stream"}) \
         == "streamed"
     pieces = [raw[at:at + size] for at in range(0, len(raw), size)]
-    expected = b"".join(translator.response_chunk(piece, at + 1 == len(pieces)).body or b""
-                        for at, piece in enumerate(pieces))
+    outputs = [translator.response_chunk(piece, at + 1 == len(pieces))
+               for at, piece in enumerate(pieces)]
     translated = httpx.post(f"{lua_url}stream/{int(include_usage)}/{size}", content=raw,
                             timeout=5)
-    wanted = _events(expected)
+    wanted = _events(b"".join(output.body or b"" for output in outputs))
     assert wanted  # every fixture yields events
     assert _events(translated.content) == wanted
+    # The stream's final usage, reported once complete (none for a stream cut before it).
+    final = [output.usage for output in outputs if output.usage is not None]
+    usage = reported_usage(translated)
+    assert (usage_from_anthropic(usage) if usage else None) == (final[-1] if final else None)
 
 
 def test_a_failed_translation_answers_an_openai_error(lua_url: str) -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from google.protobuf import struct_pb2
 
 from control_plane.compiler.lua_source import to_lua
 from control_plane.compiler.translations import translation_source
 from control_plane.envoy_process import envoy_binary
+from ext_proc.direct import reply_usage_object
 from tests.support.ports import free_port
 
 
@@ -80,9 +82,22 @@ def lua_envoy(script: str, work: Path) -> Iterator[str]:
 # POST /NAME/reply/<status>: the client's reply to a provider's reply of that status;
 # POST /NAME/stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's
 # stream fed in pieces of that size; POST /NAME/failure: what the client gets should the Lua
-# fail.
+# fail. Replies and streams carry the usage fields the translation reported last in the
+# header x-usage, as `name=value` pairs separated by commas.
 _HARNESS = """
 local ROUTE = {model_json = '"' .. MODEL .. '"'}
+
+local function usage_header(fields)
+  if fields == nil then
+    return {[":status"] = "200"}
+  end
+  local pairs_ = {}
+  for name, value in pairs(fields) do
+    pairs_[#pairs_ + 1] = name .. "=" .. string.format("%d", value)
+  end
+  return {[":status"] = "200", ["x-usage"] = table.concat(pairs_, ",")}
+end
+
 function envoy_on_request(handle)
   local name, action, rest = handle:headers():get(":path"):match("^/([%w_]+)/(%a+)/?(.*)$")
   local body = handle:body()
@@ -95,16 +110,32 @@ function envoy_on_request(handle)
     handle:respond({[":status"] = "200"}, translation.failure())
   elseif action == "stream" then
     local usage, size = rest:match("^(%d)/(%d+)$")
-    local stream, out = translation.stream(MODEL, usage == "1"), {}
+    local reported
+    local stream, out = translation.stream(MODEL, usage == "1",
+                                           function(fields) reported = fields end), {}
     for at = 1, #text, tonumber(size) do
       out[#out + 1] = stream:feed(text:sub(at, at + tonumber(size) - 1))
     end
-    handle:respond({[":status"] = "200"}, table.concat(out))
+    handle:respond(usage_header(reported), table.concat(out))
   else
-    handle:respond({[":status"] = "200"}, translation.reply(tonumber(rest), text, MODEL))
+    local reply, usage = translation.reply(tonumber(rest), text, MODEL)
+    handle:respond(usage_header(usage), reply)
   end
 end
 """
+
+
+def reported_usage(response: httpx.Response) -> dict[str, Any] | None:
+    """The usage object a translation reported, read as the workers read the access log's
+    fields (ext_proc/direct.py); None when it reported none."""
+    header = response.headers.get("x-usage")
+    if not header:
+        return None
+    fields = struct_pb2.Struct()
+    for pair in header.split(","):
+        name, _, value = pair.partition("=")
+        fields.fields[name].number_value = int(value)
+    return reply_usage_object(fields.fields)
 
 
 def translation_harness(model: str) -> str:

@@ -282,13 +282,14 @@ local function message(text, model)
     end
   end
   local name, usage = completion.model, object_of(completion.usage)
-  return table.concat({
+  local body = table.concat({
     '{"id":"', string_or(completion.id, ""), '","type":"message","role":"assistant","model":',
     reply_model(name, model),
     ',"content":[', table.concat(content, ","), '],"stop_reason":"',
     TRANSLATION.stop_reasons[string_or(choice.finish_reason, "")] or "end_turn",
     '","stop_sequence":null,"usage":',
     usage and anthropic_usage(usage) or '{"input_tokens":0,"output_tokens":0}', "}"})
+  return body, usage_fields(completion.usage)
 end
 
 local function failure()

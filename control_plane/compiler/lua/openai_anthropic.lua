@@ -375,7 +375,7 @@ local function completion(text, model)
   local name = message.model
   local reason = TRANSLATION.finish_reasons[string_or(message.stop_reason, "")] or "stop"
   local usage = message.usage
-  return table.concat({
+  local body = table.concat({
     '{"id":"', string_or(message.id, ""), '","object":"chat.completion","created":',
     tostring(os.time()), ',"model":',
     reply_model(name, model),
@@ -385,6 +385,7 @@ local function completion(text, model)
     '},"logprobs":null,"finish_reason":"', reason, '"}]',
     object_of(usage) and openai_usage(usage_counts(usage.object)) or "",
     "}"})
+  return body, usage_fields(usage)
 end
 
 -- A stream: Anthropic's Messages events in, OpenAI chat.completion.chunk events out, fed
@@ -425,6 +426,7 @@ function Stream:see_usage(kind, fields)
       counts[key] = usage[key] ~= nil and seen[key] or base[key] or 0
     end
     self.usage = counts
+    self.report(counts)  -- complete now; a stream cut before has none, and is estimated
   end
 end
 
@@ -581,9 +583,11 @@ function Stream:feed(chunk)
   return table.concat(out)
 end
 
-local function stream(model, include_usage)
+-- `report(fields)` is given the stream's usage fields each time they are complete.
+local function stream(model, include_usage, report)
   return setmetatable({held = "", event = "", data = {}, id = "", model = json_quoted(model),
                        created = tostring(os.time()), include_usage = include_usage,
+                       report = report,
                        tools = {}, tool_count = 0, finished = false}, Stream)
 end
 

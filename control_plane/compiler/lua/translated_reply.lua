@@ -1,6 +1,7 @@
 -- Runs only on the replies to requests the lane translated (lane.lua): the reply, a success
--- or an error, whole or streamed, goes back to the client in the schema it called. The
--- reply's usage has been read by then, from the provider's own schema, for the access log.
+-- or an error, whole or streamed, goes back to the client in the schema it called. Having
+-- read it, the translation also writes its usage fields for the access log, in the
+-- provider's schema, where Envoy's own reply parse (skipped for these replies) would have.
 -- Should the translation itself fail (a defect), the client gets an error in its schema
 -- rather than the provider's bytes.
 local NAMES = TRANSLATION.names
@@ -12,13 +13,21 @@ function envoy_on_response(handle)
   if translation == nil then
     return
   end
+  local function report(fields)
+    -- Taken anew: waiting for the body ends the scope of one taken before.
+    local metadata = handle:streamInfo():dynamicMetadata()
+    for name, value in pairs(fields) do
+      metadata:set(NAMES.usage, name, value)
+    end
+  end
   local headers = handle:headers()
   local status = tonumber(headers:get(":status")) or 0
   local content_type = headers:get("content-type") or ""
   if status >= 200 and status < 300 and content_type:find("text/event-stream", 1, true)
       and translation.stream ~= nil then
     headers:remove("content-length")  -- the events change length
-    local stream = translation.stream(direct.model, namespace[NAMES.include_usage] == true)
+    local stream = translation.stream(direct.model, namespace[NAMES.include_usage] == true,
+                                      report)
     local failed = false
     for chunk in handle:bodyChunks() do
       local events = ""  -- after a failure, nothing more: the client sees no [DONE]
@@ -35,8 +44,11 @@ function envoy_on_response(handle)
   if body == nil then
     return  -- a reply without a body: nothing to translate
   end
-  local ok, reply = pcall(translation.reply, status, body:getBytes(0, body:length()),
-                          direct.model)
+  local ok, reply, usage = pcall(translation.reply, status, body:getBytes(0, body:length()),
+                                 direct.model)
   body:setBytes(ok and reply or translation.failure())
   handle:headers():replace("content-type", "application/json")
+  if ok and usage ~= nil then
+    report(usage)
+  end
 end

@@ -126,8 +126,26 @@ local function reply_model(named, model)
   return (type(named) == "string" and named ~= "") and '"' .. named .. '"' or json_quoted(model)
 end
 
+-- The usage fields Envoy's own reply parse reads (REPLY_USAGE_FIELDS, "a.b" for a nested
+-- one) that a reply's usage object holds as integers: {["a.b"] = n}. A translated reply
+-- reports them itself, having read the reply anyway.
+local function usage_fields(usage)
+  local found = {}
+  for _, name in ipairs(TRANSLATION.usage_fields) do
+    local value = usage
+    for key in name:gmatch("[^.]+") do
+      value = object_of(value) and value.object[key]
+    end
+    local text = integer_text(value)
+    if text ~= nil then
+      found[name] = tonumber(text)
+    end
+  end
+  return found
+end
+
 -- A whole reply's translation: an error becomes `error_body(status, message)`, a success
--- `success_body(text, model)`.
+-- `success_body(text, model)`, which returns the reply and its usage fields.
 local function whole_reply(error_body, success_body)
   return function(status, text, model)
     if status < 200 or status >= 300 then
