@@ -60,9 +60,10 @@ _SWEEP_BATCH = 100
 _PRUNE_BATCH = 5_000
 _OPEN_DEADLINE_S = 30.0
 _USAGE_COLUMNS = 19
-_INSERT_USAGE = f"INSERT INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
-_INSERT_NEW_USAGE = f"INSERT OR IGNORE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
-_REPLACE_USAGE = f"INSERT OR REPLACE INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
+_USAGE_ROW = f"INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
+_INSERT_USAGE = f"INSERT {_USAGE_ROW}"
+_INSERT_NEW_USAGE = f"INSERT OR IGNORE {_USAGE_ROW}"
+_REPLACE_USAGE = f"INSERT OR REPLACE {_USAGE_ROW}"
 
 
 def settle_amount(unit: str, reserved: int, cost_usd: Decimal | None, tokens: int | None) -> int:

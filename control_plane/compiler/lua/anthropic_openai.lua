@@ -126,7 +126,7 @@ end
 
 local function openai_tools(text, fields)
   local tools, entries = fields.tools, {}
-  if present(tools) and not (tools == false) then
+  if present(tools) and tools ~= false then  -- false reads as none, as with the workers
     if not is_array(tools) then
       return nil
     end
@@ -174,8 +174,7 @@ end
 local function request(text, route)
   local fields = object_of(json_read(text))
   local tokens = fields and integer_text(fields.max_tokens)
-  if tokens == nil or tonumber(tokens) < 1 or fields.stream ~= nil
-      and fields.stream ~= JSON_NULL and fields.stream ~= false then
+  if tokens == nil or tonumber(tokens) < 1 or present(fields.stream) and fields.stream ~= false then
     return nil  -- no max_tokens (refused), or a stream: the worker's
   end
   local messages = {}
