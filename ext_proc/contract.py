@@ -68,6 +68,10 @@ REPLY_USAGE_FIELDS = (
     # Anthropic
     "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
 )
+# The fields a reply reports only once its answer is whole (OpenAI's usage chunk, Anthropic's
+# message_delta, a whole reply's usage): Anthropic's message_start carries a placeholder
+# output count, which is not read.
+REPLY_FINAL_FIELDS = ("completion_tokens", "output_tokens")
 
 # Returned to the client.
 RESPONSE_PROVIDER_HEADER = "x-switchboard-provider"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     METADATA_NAMESPACE,
     MODEL_KEY,
+    REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
     STREAM_KEY,
@@ -113,15 +114,17 @@ def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAt
     api = client_api_for_path(_text(fields, CLIENT_PATH_KEY))
     if api is None:
         return None
-    status = entry.response.response_code.value
-    outcome = _outcome(common.response_flags, status)
-    if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
-        status = 0  # Envoy's own answer, not the provider's
-    reply = metadata.get(REPLY_USAGE_NAMESPACE)
     # A reply Envoy translated was read in the provider's schema.
     reply_api = client_api_for_path(_text(direct, "reply_api")) or api
-    usage = _usage(reply_api, reply_usage_object(reply.fields) if reply is not None else {}, status,
-                   _text(fields, BODY_SIZE_KEY), entry.response.response_body_bytes)
+    reply_fields = metadata.get(REPLY_USAGE_NAMESPACE)
+    reply = reply_usage_object(reply_fields.fields) if reply_fields is not None else {}
+    whole = _whole(reply_api, reply)
+    status = entry.response.response_code.value
+    outcome = _outcome(common.response_flags, status, whole)
+    if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
+        status = 0  # Envoy's own answer, not the provider's
+    usage = _usage(reply_api, reply, whole, status, _text(fields, BODY_SIZE_KEY),
+                   entry.response.response_body_bytes)
     provider_name, model = _text(direct, "provider"), _text(direct, "model")
     provider = view.providers.get(provider_name)
     started = _datetime(common.start_time)
@@ -180,22 +183,40 @@ def reply_usage_object(fields: Any) -> dict[str, Any]:
     return usage
 
 
-def _usage(api: ClientApi, reply: Mapping[str, Any], status: int, body_size: str,
+def _whole(api: ClientApi, reply: Mapping[str, Any]) -> bool:
+    """Whether the reply reached the end of its answer: it reported its final usage (an
+    embedding's usage is final as soon as it is there)."""
+    if api is ClientApi.OPENAI_EMBEDDINGS:
+        return bool(reply)
+    return any(name in reply for name in REPLY_FINAL_FIELDS)
+
+
+def _usage(api: ClientApi, reply: Mapping[str, Any], whole: bool, status: int, body_size: str,
            reply_bytes: int) -> TokenUsage:
-    if reply:
+    if whole:
         return token_usage(_USAGE_READERS[api](reply))
     if not 200 <= status < 300:
         return TokenUsage()
-    # Served, but the reply named no usage: estimated from the sizes, as the worker would.
+    # Served, but cut before its final usage (or a reply that names none): the output
+    # estimated from the reply's size, as the worker would; the prompt as the reply's start
+    # counted it (Anthropic's message_start), else from the request's size.
     output = (0 if api is ClientApi.OPENAI_EMBEDDINGS
               else math.ceil(reply_bytes / BYTES_PER_TOKEN_FLOOR))
-    return estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
+    estimate = estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
+    if not reply:
+        return estimate
+    counted = token_usage(_USAGE_READERS[api](reply))
+    return replace(counted, output=estimate.output, reasoning=0, estimated=True)
 
 
-def _outcome(flags: al.ResponseFlags, status: int) -> Outcome:
+def _outcome(flags: al.ResponseFlags, status: int, whole: bool) -> Outcome:
     if flags.ByteSize() == 0:  # no flag set: most requests, decided without reading each one
         return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
     if flags.downstream_connection_termination or flags.downstream_remote_reset:
+        # A client may hang up once it has the answer's end, before the provider's body
+        # ends (OpenAI's SDK does at [DONE]): it had the whole answer.
+        if whole and 200 <= status < 300:
+            return Outcome.OK
         return Outcome.CLIENT_DISCONNECT
     if flags.upstream_request_timeout:
         return Outcome.TIMEOUT

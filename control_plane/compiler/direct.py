@@ -11,6 +11,7 @@ from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     DIRECT_HEADER,
     INTERNAL_HEADER_PREFIX,
+    REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
     TRANSLATED_HEADER,
@@ -83,11 +84,11 @@ def reply_usage() -> list[dict[str, Any]]:
     naming a field wins: a stream's final usage). Other replies skip both: the worker reads
     theirs, and the lane's translation, which reads each reply it translates anyway, writes
     the same fields itself (control_plane/compiler/lua/translated_reply.lua)."""
-    def rules(*within: str) -> list[dict[str, Any]]:
+    def rules(*within: str, fields: tuple[str, ...] = REPLY_USAGE_FIELDS) -> list[dict[str, Any]]:
         return [{"selectors": [{"key": key} for key in (*within, "usage", *field.split("."))],
                  "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
                                 "type": "NUMBER"}}
-                for field in REPLY_USAGE_FIELDS]
+                for field in fields]
 
     json_reply = {"name": "switchboard.reply_usage", "typed_config": any_of(
         "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
@@ -101,8 +102,10 @@ def reply_usage() -> list[dict[str, Any]]:
             "name": "envoy.content_parsers.json",
             "typed_config": _typed_struct(
                 "envoy.extensions.content_parsers.json.v3.JsonContentParser",
-                # Anthropic's message_start nests its usage in the message.
-                {"rules": [{"rule": rule} for rule in rules() + rules("message")]})}}})}
+                # Anthropic's message_start nests its usage in the message; its output
+                # count is a placeholder, so a final count is only ever the final one.
+                {"rules": [{"rule": rule} for rule in rules() + rules("message", fields=tuple(
+                    f for f in REPLY_USAGE_FIELDS if f not in REPLY_FINAL_FIELDS))]})}}})}
     return [only_marked(json_reply, unless=TRANSLATED_HEADER),
             only_marked(stream, unless=TRANSLATED_HEADER)]
 

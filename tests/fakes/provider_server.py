@@ -3,7 +3,9 @@
 POST /v1/messages answers in Anthropic's schema (and requires x-api-key and
 anthropic-version, as Anthropic does); POST /v1/chat/completions answers in OpenAI's. A request
 with "stream": true gets the recorded SSE stream, sent in small pieces (with the request header
-x-fake-whole-stream, in one piece with a content-length); otherwise the recorded JSON.
+x-fake-whole-stream, in one piece with a content-length; with x-fake-hold-after: TEXT, the
+stream stops after the event holding TEXT until the gateway hangs up or for HOLD_SECONDS, as a
+provider slow to end its body does); otherwise the recorded JSON.
 GET /_last returns the last request received (path, headers, body parsed and raw) for
 assertions.
 
@@ -13,6 +15,7 @@ Run alone: python -m tests.fakes.provider_server PORT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from tests.fakes.http1 import HttpRequest, end_chunks, send, send_chunk, serve, 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # A request header asking for a stream sent whole, with a content-length, not chunked.
 WHOLE_STREAM_HEADER = "x-fake-whole-stream"
+HOLD_AFTER_HEADER = "x-fake-hold-after"
+HOLD_SECONDS = 2.0
 _REPLAYS = {
     "/v1/messages": ("anthropic", "text"),
     "/v1/chat/completions": ("openai", "text"),
@@ -48,7 +53,7 @@ class ProviderServer:
                           writer: asyncio.StreamWriter) -> None:
         await serve(reader, writer, self._exchange)
 
-    async def _exchange(self, request: HttpRequest, _reader: asyncio.StreamReader,
+    async def _exchange(self, request: HttpRequest, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:
         path, headers = request.path, request.headers
         if request.method == "GET" and path == "/_last":
@@ -72,19 +77,28 @@ class ProviderServer:
             if headers.get(WHOLE_STREAM_HEADER):  # as some servers do: one body with a length
                 await send(writer, 200, events, "text/event-stream")
             else:
-                await _stream(writer, events)
+                await _stream(reader, writer, events, headers.get(HOLD_AFTER_HEADER, ""))
         else:
             await send(writer, 200,
                        (FIXTURES / schema / "responses" / f"{case}.json").read_bytes())
         return True
 
 
-async def _stream(writer: asyncio.StreamWriter, data: bytes, piece: int = 97) -> None:
+async def _stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes,
+                  hold_after: str = "", piece: int = 97) -> None:
     """Chunked transfer in pieces that cut through events, as real networks do."""
     start_chunked(writer, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
-    for start in range(0, len(data), piece):
-        await send_chunk(writer, data[start:start + piece])
-        await asyncio.sleep(0.005)
+    parts = [data]
+    if hold_after:
+        held = data.index(b"\n\n", data.index(hold_after.encode())) + 2
+        parts = [data[:held], data[held:]]
+    for number, part in enumerate(parts):
+        if number:  # until the gateway hangs up, or HOLD_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader.read(1), HOLD_SECONDS)
+        for start in range(0, len(part), piece):
+            await send_chunk(writer, part[start:start + piece])
+            await asyncio.sleep(0.005)
     await end_chunks(writer)
 
 

@@ -8,6 +8,7 @@ hand as in test_metering.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,8 @@ import openai
 import pytest
 
 from control_plane.keys import create_key
-from tests.fakes.provider_server import ProviderServer
+from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR
+from tests.fakes.provider_server import FIXTURES, HOLD_AFTER_HEADER, ProviderServer
 from tests.integration.test_metering import (
     ANTHROPIC_PLAIN,
     ANTHROPIC_STREAM,
@@ -159,6 +161,41 @@ def test_an_anthropic_stream_sums_its_start_and_delta_usage(gateway: Gateway) ->
     row = usage_record(gateway.ledger_path, request_id)
     assert tokens_of(row) == (25 + 1024, 15, 1024, 0, 0)
     assert cost_of(row) == ANTHROPIC_STREAM
+
+
+def test_a_client_that_hangs_up_at_done_before_the_providers_body_ends_had_it_all(
+        oai: openai.OpenAI, gateway: Gateway) -> None:
+    # The SDK closes the connection at [DONE]; the provider ends its body later: Envoy flags
+    # the request as cut by its client, but the client had the whole answer.
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=CHAT, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+        extra_headers={HOLD_AFTER_HEADER: "[DONE]"})
+    usage = [chunk.usage for chunk in stream if chunk.usage is not None]
+    assert len(usage) == 1
+    row = usage_record(gateway.ledger_path, stream.response.headers["x-request-id"])
+    assert (row["outcome"], row["status"], row["estimated"]) == ("ok", 200, 0)
+    assert cost_of(row) == OPENAI_STREAM and tokens_of(row) == (1100, 6, 1024, 0, 0)
+
+
+def test_an_anthropic_stream_cut_after_its_start_is_estimated_past_the_prompt(
+        gateway: Gateway) -> None:
+    # message_start's output count is a placeholder (1); the client leaves before the final
+    # count, so the output is estimated from what was sent, the prompt taken as counted.
+    events = (FIXTURES / "anthropic" / "streams" / "text.sse").read_bytes()
+    sent = events.index(b"\n\n") + 2  # message_start, then the provider holds
+    with httpx.stream("POST", f"{gateway.url}/v1/messages", timeout=10, json={
+            "model": "claude-haiku-4-5", "max_tokens": 64, "stream": True,
+            "messages": [{"role": "user", "content": "Hello there"}]}, headers={
+            "x-api-key": KEY, "anthropic-version": "2023-06-01",
+            HOLD_AFTER_HEADER: "message_start"}) as response:
+        lines = response.iter_lines()
+        assert [next(lines), next(lines)[:6], next(lines)] == [
+            "event: message_start", "data: ", ""]
+        request_id = response.headers["x-request-id"]
+    row = usage_record(gateway.ledger_path, request_id)
+    assert (row["outcome"], row["status"], row["estimated"]) == ("client_disconnect", 200, 1)
+    assert tokens_of(row) == (25 + 1024, math.ceil(sent / BYTES_PER_TOKEN_FLOOR), 1024, 0, 0)
 
 
 def test_a_stream_that_does_not_ask_for_usage_goes_through_the_worker(

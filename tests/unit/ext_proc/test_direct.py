@@ -164,6 +164,39 @@ def test_failures_are_recorded_with_no_usage(flags: dict[str, bool], status: int
         assert direct.record.usage == TokenUsage()
 
 
+def test_a_client_that_hangs_up_after_the_final_usage_had_the_whole_answer() -> None:
+    # OpenAI's SDK closes at [DONE], which may come before the provider's body ends.
+    direct = direct_usage(entry(usage={"prompt_tokens": 10, "completion_tokens": 5},
+                                downstream_connection_termination=True), VIEW)
+    assert direct is not None
+    assert (direct.record.outcome, direct.record.status) == (Outcome.OK, 200)
+    assert direct.record.usage == TokenUsage(input=10, output=5)
+
+
+def anthropic_entry(usage: dict[str, float], **flags: bool) -> al.HTTPAccessLogEntry:
+    log = entry(usage=usage, **flags)
+    log.common_properties.metadata.filter_metadata["switchboard"].update({
+        "model": "claude-x", "client_path": "/v1/messages",
+        "direct": {"provider": "claude", "model": "claude-x"}})
+    return log
+
+
+def test_an_anthropic_stream_cut_after_its_start_keeps_the_prompt_and_estimates_the_rest() -> None:
+    # message_start's counts are read, except its placeholder output count; the final
+    # output count (message_delta) never came.
+    direct = direct_usage(anthropic_entry({"input_tokens": 40, "cache_read_input_tokens": 8},
+                                          downstream_remote_reset=True), VIEW)
+    assert direct is not None
+    assert direct.record.outcome == Outcome.CLIENT_DISCONNECT
+    assert direct.record.usage == TokenUsage(input=48, output=200, cached_read=8, estimated=True)
+
+
+def test_a_whole_anthropic_stream_is_read_as_reported() -> None:
+    direct = direct_usage(anthropic_entry({"input_tokens": 40, "output_tokens": 12}), VIEW)
+    assert direct is not None and direct.record.outcome == Outcome.OK
+    assert direct.record.usage == TokenUsage(input=40, output=12)
+
+
 def test_an_entry_of_a_request_the_worker_saw_is_not_recorded_again() -> None:
     log = entry()
     del log.common_properties.metadata.filter_metadata["switchboard"].fields["direct"]
