@@ -49,6 +49,9 @@ RESERVATION_METADATA_KEY = "reservation"
 # model, team, key_id) is what its usage record needs from the access log.
 DIRECT_HEADER = "x-switchboard-direct"
 DIRECT_METADATA_KEY = "direct"
+# Set by Envoy's lane on every request it admits (the caller's team): the workers count the
+# admission from the request's access-log entry, as the router-level call counts its own.
+LANE_ADMITTED_KEY = "lane_admitted"
 # Set by Envoy's lane on an OpenAI stream it asked for its usage on the client's behalf: the
 # usage event, which the client did not ask for, is taken out of the reply.
 USAGE_ADDED_HEADER = "x-switchboard-usage-added"

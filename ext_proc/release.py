@@ -2,13 +2,14 @@
 the usage of requests Envoy forwarded alone (ext_proc/direct.py).
 
 Envoy writes one entry per request when it is over, however it ended (served, failed after
-every fallback, client gone), and only for requests holding a reservation or forwarded alone;
-entries arrive in batches. Each attempt charges its real cost with its usage record, possibly
-in another worker, so the reservation is handed back only once every attempt's record is
-stored (released earlier, the request would count for nothing in between): the release is
-retried until then, or until RECORD_WAIT_S, after which an attempt is taken to have produced
-no record (a connection refused before anything was sent). An entry that never arrives (this
-worker died) is covered by the reservation's TTL.
+every fallback, client gone), and only for requests holding a reservation, forwarded alone or
+admitted by Envoy's lane (whose admissions are counted here); entries arrive in batches.
+Each attempt charges its real cost with its usage record, possibly in another worker, so the
+reservation is handed back only once every attempt's record is stored (released earlier, the
+request would count for nothing in between): the release is retried until then, or until
+RECORD_WAIT_S, after which an attempt is taken to have produced no record (a connection
+refused before anything was sent). An entry that never arrives (this worker died) is covered
+by the reservation's TTL.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ import grpc
 import structlog
 from envoy.service.accesslog.v3 import als_pb2
 from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
+from prometheus_client import CollectorRegistry
 
-from ext_proc.contract import METADATA_NAMESPACE, RESERVATION_METADATA_KEY
+from ext_proc.contract import (
+    LANE_ADMITTED_KEY,
+    METADATA_NAMESPACE,
+    MODEL_KEY,
+    RESERVATION_METADATA_KEY,
+)
 from ext_proc.direct import direct_usage
 from ext_proc.ledgers import Ledgers
 from ext_proc.meter import Meter, MeteredAttempt
+from ext_proc.metering.admission_metrics import AdmissionMetrics, AdmissionOutcome
 from ext_proc.state.ledger import LedgerError
 from ext_proc.view import ProcessorView
 
@@ -36,10 +44,11 @@ RETRY_INTERVAL_S = 0.05
 
 class ReservationReleaser(als_grpc.AccessLogServiceServicer):
     def __init__(self, view: Callable[[], ProcessorView], ledgers: Ledgers,
-                 meter: Meter) -> None:
+                 meter: Meter, admissions: AdmissionMetrics | None = None) -> None:
         self._view = view
         self._ledgers = ledgers
         self._meter = meter
+        self._admissions = admissions or AdmissionMetrics(CollectorRegistry())
         self._pending: set[asyncio.Task[None]] = set()
 
     async def StreamAccessLogs(  # noqa: N802 (gRPC method name)
@@ -56,6 +65,11 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                     METADATA_NAMESPACE)
                 if namespace is None:
                     continue
+                if (team := namespace.fields.get(LANE_ADMITTED_KEY)) is not None:
+                    model = namespace.fields.get(MODEL_KEY)
+                    self._admissions.decided(team.string_value,
+                                             model.string_value if model is not None else "",
+                                             AdmissionOutcome.ADMITTED)
                 attempts = entry.common_properties.upstream_request_attempt_count
                 if (direct := direct_usage(entry, view)) is not None:
                     # One record covers the request, however many attempts Envoy made.

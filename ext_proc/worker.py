@@ -44,7 +44,8 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     publisher = SnapshotPublisher(registry, os.environ.get(METRICS_DIR_ENV))
     publishing = asyncio.create_task(publisher.run())
     meter = Meter(ledgers, AttemptMetrics(registry))
-    gate = Gate(lambda: config.view, ledgers, metrics=AdmissionMetrics(registry))
+    admissions = AdmissionMetrics(registry)
+    gate = Gate(lambda: config.view, ledgers, metrics=admissions)
     config_task = asyncio.create_task(config.run())
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(config.ready.wait(), FIRST_POLICY_WAIT_S)
@@ -55,7 +56,7 @@ async def serve(socket_path: str, xds_address: str, node_id: str, secrets_dir: s
     ])
     ep_grpc.add_ExternalProcessorServicer_to_server(
         Processor(config, gate, meter), server)
-    releaser = ReservationReleaser(lambda: config.view, ledgers, meter)
+    releaser = ReservationReleaser(lambda: config.view, ledgers, meter, admissions)
     pruning = asyncio.create_task(prune_periodically(lambda: config.view, ledgers))
     als_grpc.add_AccessLogServiceServicer_to_server(releaser, server)
     add_liveness(server)  # the pool's ping

@@ -24,6 +24,7 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
+    LANE_ADMITTED_KEY,
     METADATA_NAMESPACE,
     MODEL_KEY,
     RESERVATION_METADATA_KEY,
@@ -90,10 +91,11 @@ def admits(policy: Policy) -> bool:
 
 
 def reservation_log() -> dict[str, Any]:
-    """Envoy's record of each finished request that holds a reservation or was forwarded
-    alone, streamed in batches to the workers, which release the reservation and record a
-    forwarded request's usage: the one signal that a request is over, whatever its outcome
-    (served, failed over, refused upstream, client gone)."""
+    """Envoy's record of each finished request that holds a reservation, was forwarded alone
+    or was admitted by Envoy's lane, streamed in batches to the workers, which release the
+    reservation, record a forwarded request's usage and count the lane's admissions: the one
+    signal that a request is over, whatever its outcome (served, failed over, refused
+    upstream, client gone)."""
     def present(key: str) -> dict[str, Any]:
         return {"metadata_filter": {"matcher": {
             "filter": METADATA_NAMESPACE, "path": [{"key": key}],
@@ -102,7 +104,8 @@ def reservation_log() -> dict[str, Any]:
     return {
         "name": "envoy.access_loggers.http_grpc",
         "filter": {"or_filter": {"filters": [present(RESERVATION_METADATA_KEY),
-                                             present(DIRECT_METADATA_KEY)]}},
+                                             present(DIRECT_METADATA_KEY),
+                                             present(LANE_ADMITTED_KEY)]}},
         "typed_config": any_of(
             "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
             {"common_config": {

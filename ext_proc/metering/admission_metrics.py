@@ -1,4 +1,5 @@
-"""Prometheus counters of the router-level call: what admission decided, and which budgets
+"""Prometheus counters of admission: what the router-level call decided (and Envoy's lane,
+which only admits, counted when the request's access-log entry arrives), and which budgets
 were exceeded and what that did to the request.
 
 Labels are bounded by the policy: a team name, a model name from the policy (empty when the
@@ -43,7 +44,7 @@ class AdmissionMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.admissions = Counter(
             "switchboard_admissions",
-            "Requests seen by admission (the router-level call), by its decision.",
+            "Requests seen by admission (the router-level call or Envoy's lane), by its decision.",
             ["team", "gen_ai_request_model", "outcome"],
             registry=registry,
         )

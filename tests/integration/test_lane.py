@@ -34,6 +34,7 @@ from ext_proc.translators.openai_anthropic import OpenAIToAnthropic, openai_comp
 from ext_proc.translators.openai_anthropic_request import to_anthropic
 from tests.fakes.provider_server import FIXTURES, WHOLE_STREAM_HEADER, ProviderServer
 from tests.integration.test_metering import ANTHROPIC_PLAIN, ANTHROPIC_STREAM, CHAT, OPENAI_PLAIN
+from tests.integration.test_metrics import value, wait_for
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
 
@@ -43,8 +44,10 @@ KEY, KEY_HASH = create_key("search")
 TIGHT_KEY, TIGHT_HASH = create_key("tight")
 LIMITED_KEY, LIMITED_HASH = create_key("limited")
 NARROW_KEY, NARROW_HASH = create_key("narrow")
+COUNTED_KEY, COUNTED_HASH = create_key("counted")
 # Two OPENAI_PLAIN requests leave less than half of it: the third is the worker's to decide.
 TIGHT_LIMIT = "0.004"
+ADMISSIONS = "switchboard_admissions_total"
 
 POLICY = """
 gateway: {{reply_cost: false, admission: envoy, budget_headroom: 0.5}}
@@ -83,6 +86,8 @@ teams:
   narrow:
     keys: [{narrow}]
     models: [claude-haiku-4-5]
+  counted:
+    keys: [{counted}]
 """
 
 
@@ -92,7 +97,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: ProviderServer) -> I
     key_file = work / "claude.key"
     key_file.write_text("sk-ant-provider\n")  # read as the workers read it: stripped
     policy = POLICY.format(port=fake.port, key_file=key_file, key=KEY_HASH, tight=TIGHT_HASH,
-                           limited=LIMITED_HASH, narrow=NARROW_HASH, tight_limit=TIGHT_LIMIT)
+                           limited=LIMITED_HASH, narrow=NARROW_HASH, counted=COUNTED_HASH,
+                           tight_limit=TIGHT_LIMIT)
     gateway = start_gateway(policy, work, env={"OAI_KEY": "sk-provider"})
     _wait_for_headroom(gateway, {"team:search", "team:tight"})
     yield gateway
@@ -491,6 +497,18 @@ def test_a_model_with_fallbacks_is_admitted_by_envoy_for_the_workers_attempts(
     assert gateway.worker_messages() > attempts
 
 
+def test_the_lanes_admissions_are_counted_when_the_requests_end(gateway: Gateway) -> None:
+    client = _client(gateway, COUNTED_KEY)
+    admission = gateway.admission_messages()
+    for model in ("gpt-4o-mini", "either", "gpt-4o-mini"):  # alone, attempts, alone
+        client.chat.completions.create(model=model, messages=CHAT)  # type: ignore[arg-type]
+    assert gateway.admission_messages() == admission  # admitted by the lane
+    admitted = {"team": "counted", "outcome": "admitted"}
+    wait_for(gateway, ADMISSIONS, 2, **admitted, gen_ai_request_model="gpt-4o-mini")
+    text = wait_for(gateway, ADMISSIONS, 1, **admitted, gen_ai_request_model="either")
+    assert value(text, ADMISSIONS, **admitted, gen_ai_request_model="gpt-4o-mini") == 2
+
+
 def test_the_providers_path_does_not_change_the_route(
         gateway: Gateway, fake: ProviderServer) -> None:
     """The lane rewrites :path without Envoy choosing the route again: the request reaches the
@@ -578,7 +596,7 @@ def costing_gateway(tmp_path_factory: pytest.TempPathFactory,
     key_file.write_text("sk-ant-provider\n")
     policy = POLICY.replace("reply_cost: false, ", "").format(
         port=fake.port, key_file=key_file, key=KEY_HASH, tight=TIGHT_HASH,
-        limited=LIMITED_HASH, narrow=NARROW_HASH, tight_limit=TIGHT_LIMIT)
+        limited=LIMITED_HASH, narrow=NARROW_HASH, counted=COUNTED_HASH, tight_limit=TIGHT_LIMIT)
     gateway = start_gateway(policy, work, env={"OAI_KEY": "sk-provider"})
     _wait_for_headroom(gateway, {"team:search"})
     yield gateway

@@ -290,6 +290,8 @@ function envoy_on_request(handle)
   if team == nil or watched(team, key_id, model) then
     return
   end
+  -- Admitted, one way or the other below: counted from the access log.
+  handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.lane_admitted, team)
   -- A large body is translated by a worker: in Lua it would hold one of Envoy's threads, and
   -- every request on it, for milliseconds (~3.5 ns a byte).
   if route ~= nil and (route.translation == nil

@@ -15,8 +15,10 @@ from envoy.service.accesslog.v3 import als_pb2
 from prometheus_client import CollectorRegistry
 
 from ext_proc.access import ScopedBudget
+from ext_proc.contract import LANE_ADMITTED_KEY
 from ext_proc.ledgers import Ledgers
 from ext_proc.meter import Meter
+from ext_proc.metering.admission_metrics import AdmissionMetrics
 from ext_proc.metering.metrics import AttemptMetrics
 from ext_proc.release import ReservationReleaser
 from ext_proc.state.ledger import ChargedRecord
@@ -76,3 +78,28 @@ async def test_each_message_is_recorded_in_one_ledger_write(
         assert (await ledger.budget_status(TEAM_BUDGET)).spent_usd == Decimal("0.0112")
     finally:
         await ledgers.close()
+
+
+async def test_the_lanes_admissions_are_counted_once_per_request(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    ledgers = Ledgers(str(tmp_path), str(tmp_path))
+    meter = Meter(ledgers, AttemptMetrics(registry))
+    releaser = ReservationReleaser(lambda: BUDGETED, ledgers, meter, AdmissionMetrics(registry))
+    batch = message("forwarded", "by-the-worker")
+    lane_admitted = batch.http_logs.log_entry[0].common_properties.metadata.filter_metadata
+    lane_admitted["switchboard"].update({LANE_ADMITTED_KEY: "search"})
+    batch.http_logs.log_entry[0].common_properties.upstream_request_attempt_count = 3
+    attempts_only = batch.http_logs.log_entry.add()  # admitted for the workers' attempts
+    attempts_only.common_properties.metadata.filter_metadata["switchboard"].update(
+        {LANE_ADMITTED_KEY: "search", "model": "either"})
+    context: Any = None
+    await releaser.StreamAccessLogs(stream(batch), context)
+    await meter.drain()
+    await releaser.drain()
+    await ledgers.close()
+
+    def admitted(model: str) -> float | None:
+        return registry.get_sample_value("switchboard_admissions_total", {
+            "team": "search", "gen_ai_request_model": model, "outcome": "admitted"})
+
+    assert (admitted("gpt-4o"), admitted("either")) == (1.0, 1.0)
