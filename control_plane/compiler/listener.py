@@ -69,7 +69,8 @@ def access_log() -> dict[str, Any]:
     headers beyond the request id: nothing secret can reach it."""
     fields = {
         "time": "%START_TIME%", "request_id": "%REQ(X-REQUEST-ID)%",
-        "method": "%REQ(:METHOD)%", "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "method": "%REQ(:METHOD)%",
+        "path": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{CLIENT_PATH_KEY})%",
         "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%",
         "provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:provider)%",
         "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
@@ -160,18 +161,21 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
                 "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 {"mutations": {"request_mutations": [
                     {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}}),
+        # The path the client called, kept where nothing can rewrite it: the lane and the
+        # workers set :path for each provider on the one header map all attempts share, and
+        # the error schema of a failure after that must still be the client's, and the access
+        # log's path the client's. Before the buffer, whose 413 is logged too.
+        _filter("switchboard.client_path",
+                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
+                {"request_rules": [_header_rule(":path", CLIENT_PATH_KEY)]}),
         # Bounds the body (413) before json_to_metadata buffers it.
         _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": policy.gateway.max_request_bytes}),
-        # The path the client called, kept where no attempt can rewrite it: the workers set
-        # :path for each provider on the one header map all attempts share, and the error
-        # schema of a failure after that must still be the client's. And the body's size,
-        # after buffering (which gives a chunked body its length), for the same reason: an
-        # attempt that forwards the body unchanged restores it.
+        # The body's size, after buffering (which gives a chunked body its length), kept for
+        # the same reason: an attempt that forwards the body unchanged restores it.
         _filter("envoy.filters.http.header_to_metadata",
                 "envoy.extensions.filters.http.header_to_metadata.v3.Config",
-                {"request_rules": [_header_rule(":path", CLIENT_PATH_KEY),
-                                   _header_rule("content-length", BODY_SIZE_KEY)]}),
+                {"request_rules": [_header_rule("content-length", BODY_SIZE_KEY)]}),
         # The model, read natively: routes match on it with no Python on the request path.
         _filter("envoy.filters.http.json_to_metadata",
                 "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",

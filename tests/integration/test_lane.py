@@ -333,6 +333,9 @@ def test_a_translated_request_is_translated_by_envoy_alone(
     # Read from the provider's reply, in its schema: cache writes are Anthropic's alone.
     assert tokens_of(row) == (12 + 100 + 2048, 9, 2048, 100, 0)
     assert row["outcome"] == "ok" and cost_of(row) == ANTHROPIC_PLAIN
+    # The access log names the path the client called, not the provider's.
+    line = gateway.access_log_line(raw.headers["x-request-id"])
+    assert (line["path"], line["model"]) == ("/v1/chat/completions", "claude-haiku-4-5")
 
 
 @pytest.mark.parametrize("include_usage", [True, False])

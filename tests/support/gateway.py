@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -67,6 +69,19 @@ class Gateway:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def access_log_line(self, marker: str, timeout_s: float = 10) -> dict[str, Any]:
+        """The JSON line Envoy's access log wrote for the one request whose line holds
+        `marker` (its request id, say), once it is there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [json.loads(line) for line in self.log().splitlines()
+                     if line.startswith("{") and marker in line and '"flags"' in line]
+            if lines or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        [line] = lines
+        return line
 
     def stop(self) -> int:
         if self.process.poll() is None:
