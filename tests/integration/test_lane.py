@@ -33,7 +33,13 @@ from ext_proc.translators.common import DEFAULT_ANTHROPIC_VERSION
 from ext_proc.translators.openai_anthropic import OpenAIToAnthropic, openai_completion
 from ext_proc.translators.openai_anthropic_request import to_anthropic
 from tests.fakes.provider_server import FIXTURES, WHOLE_STREAM_HEADER, ProviderServer
-from tests.integration.test_metering import ANTHROPIC_PLAIN, ANTHROPIC_STREAM, CHAT, OPENAI_PLAIN
+from tests.integration.test_metering import (
+    ANTHROPIC_PLAIN,
+    ANTHROPIC_STREAM,
+    CHAT,
+    OPENAI_PLAIN,
+    OPENAI_STREAM,
+)
 from tests.integration.test_metrics import value, wait_for
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
@@ -365,8 +371,9 @@ def test_a_translated_stream_is_translated_by_envoy_alone(
     assert (chunks[-1]["usage"] is not None) == include_usage
     row = usage_record(gateway.ledger_path, request_id)
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
-    # (Its outcome may be a client disconnect: the synchronous SDK closes the connection at
-    # [DONE], before the provider's stream has ended.)
+    # The synchronous SDK closes the connection at [DONE], maybe before the provider's
+    # stream has ended: it had the whole answer all the same.
+    assert row["outcome"] == "ok"
     assert tokens_of(row) == (25 + 1024, 15, 1024, 0, 0) and not row["estimated"]
     assert cost_of(row) == ANTHROPIC_STREAM
 
@@ -462,16 +469,43 @@ def test_an_anthropic_client_of_an_openai_model_is_translated_by_envoy_alone(
     assert tokens_of(row) == (1200, 7, 1024, 0, 0) and cost_of(row) == OPENAI_PLAIN
 
 
-def test_an_anthropic_stream_of_an_openai_model_is_translated_by_the_workers_attempt(
-        gateway: Gateway) -> None:
+def test_an_anthropic_stream_of_an_openai_model_is_translated_by_envoy_alone(
+        gateway: Gateway, fake: ProviderServer) -> None:
+    """OpenAI's chunks become Anthropic's events as they arrive; the request asks for the
+    usage chunk, which meters it."""
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)
-    admission, attempts = _messages(gateway)
+    before = _messages(gateway)
+    with client.messages.with_streaming_response.create(
+            model="gpt-4o-mini", max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": "Hi"}]) as raw:
+        body = b"".join(raw.iter_bytes())
+        request_id = raw.headers["x-request-id"]
+    assert _messages(gateway) == before
+    assert fake.last["body"]["stream_options"] == {"include_usage": True}
+    translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, Backend(
+        "oai", "openai", "", "gpt-4o-mini"))
+    translator.response_body_mode(200, {"content-type": "text/event-stream"})
+    stream = (FIXTURES / "openai" / "streams" / "text.sse").read_bytes()
+    assert _sse_events(body) == _sse_events(translator.response_chunk(stream, True).body or b"")
+    row = usage_record(gateway.ledger_path, request_id)
+    assert (row["outcome"], row["estimated"]) == ("ok", 0)
+    assert tokens_of(row) == (1100, 6, 1024, 0, 0) and cost_of(row) == OPENAI_STREAM
+    # And as the SDK reads it.
     with client.messages.stream(model="gpt-4o-mini", max_tokens=64,
-                                messages=[{"role": "user", "content": "Hi"}]) as stream:
-        final = stream.get_final_message()
-    assert final.usage.output_tokens > 0
-    assert gateway.admission_messages() == admission
-    assert gateway.worker_messages() > attempts
+                                messages=[{"role": "user", "content": "Hi"}]) as events:
+        final = events.get_final_message()
+    assert final.usage.output_tokens == 6 and final.stop_reason == "end_turn"
+    assert _messages(gateway) == before
+
+
+def _sse_events(body: bytes) -> list[tuple[str, Any]]:
+    """(event name, data as JSON) of each event of an Anthropic stream."""
+    events = []
+    for event in body.decode().split("\n\n"):
+        if event:
+            head, data = event.split("\n")
+            events.append((head.removeprefix("event: "), orjson.loads(data[6:])))
+    return events
 
 
 def test_a_translated_error_keeps_its_status(gateway: Gateway) -> None:

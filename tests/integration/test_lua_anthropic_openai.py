@@ -1,11 +1,13 @@
 """The lane's Anthropic -> OpenAI translation (control_plane/compiler/lua/anthropic_openai.lua),
 run in a real Envoy's LuaJIT, gives what the workers' translator gives (ext_proc/translators/
-anthropic_openai.py) for every whole request it takes, and leaves every other request, streams
-included, to a worker: the recorded fixtures (tests/fixtures/anthropic, tests/fixtures/openai)
-and edge cases of the mapping, each marked with what the Lua must do with it."""
+anthropic_openai.py) for every request it takes, and leaves every other request to a worker:
+the recorded fixtures (tests/fixtures/anthropic, tests/fixtures/openai) and edge cases of the
+mapping, each marked with what the Lua must do with it; and OpenAI's streams, translated into
+Anthropic's events as a worker translates them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,10 +83,12 @@ TRANSLATED: dict[str, bytes] = {
     "a choice without tools": _messages(USER, tools=[], tool_choice={"type": "later"}),
     "nulls read as absent": _messages(USER, system=None, temperature=None, tools=None,
                                       stop_sequences=None, metadata=None, stream=False),
+    "a stream asks for its usage": _messages(USER, stream=True),
+    "a stream of the fixture": _fixture_request("basic")[:-1] + b',"stream":true}',
 }
 
 LEFT_TO_A_WORKER: dict[str, bytes] = {
-    "a stream": _messages(USER, stream=True),
+    "a stream of the wrong type": _messages(USER, stream="yes"),
     "no max_tokens": orjson.dumps({"model": "m", "messages": [USER]}),
     "max_tokens 0": _messages(USER, max_tokens=0),
     "no messages": _messages(),
@@ -178,3 +182,105 @@ def test_the_lane_translates_replies_as_the_worker_does(lua_url: str, case: str)
 def test_a_failed_translation_answers_an_anthropic_error(lua_url: str) -> None:
     assert httpx.post(f"{lua_url}failure", timeout=5).json() == {"type": "error", "error": {
         "type": "api_error", "message": "the gateway could not translate the provider's answer"}}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **fields: Any) -> bytes:
+    return b"data: " + orjson.dumps({
+        "id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": None,
+        **fields}) + b"\n\n"
+
+
+def _call(index: int, call_id: str | None = None, name: str | None = None,
+          arguments: str | None = None) -> dict[str, Any]:
+    function = {key: value for key, value in (("name", name), ("arguments", arguments))
+                if value is not None}
+    return {"index": index, **({"id": call_id} if call_id else {}), "function": function}
+
+
+USAGE_CHUNK = (b'data: {"id":"chatcmpl-s","choices":[],"usage":{"prompt_tokens":30,'
+               b'"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":10}}}\n\n')
+DONE = b"data: [DONE]\n\n"
+STREAMS = {
+    **{path.stem: path.read_bytes()
+       for path in sorted((FIXTURES / "openai" / "streams").iterdir())},
+    "calls interleaved, the others kept for the end": b"".join((
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"tool_calls": [_call(0, "c0", "f", '{"a":'), _call(1, "c1", "g", "{")]}),
+        _chunk({"tool_calls": [_call(1, arguments='"b": 2}'), _call(0, arguments=' 1}')]}),
+        _chunk({"tool_calls": [_call(2, "c2", "h")]}),
+        _chunk({"content": "and text \u00e9 \"quoted\"\n"}),
+        _chunk({}, "tool_calls"), USAGE_CHUNK, DONE)),
+    "a new call reusing its index, text between": b"".join((
+        _chunk({"tool_calls": [_call(0, "a", "f", "{}")]}),
+        _chunk({"tool_calls": [_call(0, "b", "g", "[1]")]}),
+        _chunk({"content": "x"}), _chunk({"tool_calls": [_call(0, arguments="{}")]}),
+        _chunk({}, "length"), USAGE_CHUNK, DONE)),
+    "odd values read as the worker reads them": b"".join((
+        b": a comment\r\n\r\n", b"event: ping\ndata: [1]\n\n", b"data: not json\n\n",
+        _chunk({"content": None, "tool_calls": {"not": "a list"}}, choices=[]),
+        _chunk({"content": ""}, "mystery"),
+        _chunk({"tool_calls": [_call(1, "x"), "not a call", {"index": "3", "id": "y"}]}),
+        b"data:  [DONE] \r\n\r\n")),
+    "an error before anything": b'data: {"error": {"type": "x"}}\n\n',
+    "no finish reason before [DONE]": _chunk({"content": "hi"}) + DONE,
+    "nothing but [DONE]": DONE,
+    "written with spaces, CRLF": b"".join(
+        b"data: " + json.dumps(json.loads(line[6:])).encode() + b"\r\n\r\n"
+        if line.startswith(b"data: {") else line + b"\r\n\r\n"
+        for line in (FIXTURES / "openai" / "streams" / "tool_calls.sse").read_bytes().split(
+            b"\n\n") if line),
+}
+
+
+def _events(stream: bytes) -> list[tuple[str, Any]]:
+    """A stream's events: (name, data as JSON)."""
+    events = []
+    for event in stream.decode().split("\n\n"):
+        if event:
+            head, data = event.split("\n")
+            events.append((head.removeprefix("event: "), orjson.loads(data.removeprefix(
+                "data: "))))
+    return events
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+@pytest.mark.parametrize("case", STREAMS)
+def test_the_lane_translates_streams_as_the_worker_does(lua_url: str, case: str,
+                                                        size: int) -> None:
+    """Fed in pieces of `size` bytes: split inside lines, CRLFs and UTF-8 sequences. What a
+    worker adds when the body ends without [DONE] (an error event) the lane cannot: its
+    filter does not see the end of a body. A worker fed the same pieces without that end
+    gives the same events."""
+    raw = STREAMS[case]
+    translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
+    assert translator.response_body_mode(200, {"content-type": "text/event-stream"}) \
+        == "streamed"
+    outputs = [translator.response_chunk(raw[at:at + size], False)
+               for at in range(0, len(raw), size)]
+    translated = httpx.post(f"{lua_url}stream/1/{size}", content=raw, timeout=5)
+    wanted = _events(b"".join(output.body or b"" for output in outputs))
+    assert wanted  # every case yields events
+    assert _events(translated.content) == wanted
+    final = [output.usage for output in outputs if output.usage is not None]
+    usage = reported_usage(translated)
+    assert (usage_from_openai(usage) if usage else None) == (final[-1] if final else None)
+
+
+def test_a_whole_stream_ends_with_message_stop_and_its_usage(lua_url: str) -> None:
+    events = _events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["text"],
+                                timeout=5).content)
+    assert [name for name, _ in events][-2:] == ["message_delta", "message_stop"]
+    assert events[0][1]["message"]["usage"]["output_tokens"] == 0
+    assert events[-2][1]["usage"]["output_tokens"] > 0
+
+
+def test_a_body_ended_early_ends_without_message_stop(lua_url: str) -> None:
+    events = _events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["truncated"],
+                                timeout=5).content)
+    assert events and "message_stop" not in [name for name, _ in events]
+    # A worker, seeing the end of the body, adds an error event.
+    translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
+    translator.response_body_mode(200, {"content-type": "text/event-stream"})
+    ended = _events(translator.response_chunk(STREAMS["truncated"], True).body or b"")
+    assert ended[:-1] == events and ended[-1][0] == "error"

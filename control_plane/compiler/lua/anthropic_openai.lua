@@ -1,10 +1,10 @@
 -- Anthropic Messages clients served by an OpenAI-compatible chat completions API, translated
--- in Envoy for whole requests whose every field this code knows: text and image blocks,
--- tools, tool calls and their results, the sampling parameters, stop sequences and the user.
--- The same mapping as ext_proc/translators/anthropic_openai.py and
--- anthropic_openai_request.py, held to the same outputs by
--- tests/integration/test_lua_anthropic_openai.py. Streams, and anything else, go to a worker's
--- attempt (`request` returns nil), which translates or refuses them exactly.
+-- in Envoy for the requests whose every field this code knows: text and image blocks, tools,
+-- tool calls and their results, the sampling parameters, stop sequences and the user, whole
+-- or streamed. The same mapping as ext_proc/translators/anthropic_openai.py,
+-- anthropic_openai_request.py and anthropic_openai_stream.py, held to the same outputs by
+-- tests/integration/test_lua_anthropic_openai.py. Anything else goes to a worker's attempt
+-- (`request` returns nil), which translates or refuses it exactly.
 
 -- A string, or blocks that must all be objects.
 local function blocks_of(content)
@@ -174,8 +174,10 @@ end
 local function request(text, route)
   local fields = object_of(json_read(text))
   local tokens = fields and integer_text(fields.max_tokens)
-  if tokens == nil or tonumber(tokens) < 1 or present(fields.stream) and fields.stream ~= false then
-    return nil  -- no max_tokens (refused), or a stream: the worker's
+  local streamed = fields and fields.stream
+  if tokens == nil or tonumber(tokens) < 1
+      or present(streamed) and type(streamed) ~= "boolean" then
+    return nil  -- no max_tokens, or a stream of the wrong type: the worker refuses them
   end
   local messages = {}
   if present(fields.system) then
@@ -219,6 +221,10 @@ local function request(text, route)
     return nil
   elseif stop and stop ~= "[]" then
     out[#out + 1] = ',"stop":' .. stop
+  end
+  if streamed == true then
+    -- Without include_usage an OpenAI stream reports no tokens at all.
+    out[#out + 1] = ',"stream":true,"stream_options":{"include_usage":true}'
   end
   local metadata = fields.metadata
   if present(metadata) then
@@ -291,9 +297,199 @@ local function message(text, model)
   return body, usage_fields(completion.usage)
 end
 
+-- A stream: OpenAI chat.completion.chunk events in, Anthropic's Messages events out. A new
+-- content block opens whenever the kind of fragment changes; one tool call streams at a time,
+-- the fragments of any other (a provider may interleave parallel calls) are kept and sent
+-- whole, a block each, when the answer ends, since a closed block takes no more input. The
+-- usage chunk (the request asks for it) comes after the finish_reason, so message_delta and
+-- message_stop wait for [DONE]. Unlike a worker, this filter does not see the end of the body:
+-- one that ends without [DONE] ends without message_stop, which is how the client tells.
+local Events = {}
+Events.__index = Events
+Events.line, Events.feed = EventReader.line, EventReader.feed
+
+local function event(name, data)
+  return "event: " .. name .. "\ndata: " .. data .. "\n\n"
+end
+
+local function tool_block(id, name)
+  return '{"type":"tool_use","id":"' .. id .. '","name":"' .. name .. '","input":{}}'
+end
+
+local function input_delta(partial_json)
+  return '{"type":"input_json_delta","partial_json":"' .. partial_json .. '"}'
+end
+
+function Events:start(fields, out)
+  if self.started then
+    return
+  end
+  self.started = true
+  if type(fields.model) == "string" and fields.model ~= "" then
+    self.model = '"' .. fields.model .. '"'
+  end
+  out[#out + 1] = event("message_start", '{"type":"message_start","message":{"id":"'
+    .. string_or(fields.id, "") .. '","type":"message","role":"assistant","model":'
+    .. self.model .. ',"content":[],"stop_reason":null,"stop_sequence":null,"usage":'
+    .. anthropic_usage({}) .. "}}")
+end
+
+function Events:close(out)
+  if self.block < 0 then
+    return
+  end
+  out[#out + 1] = event("content_block_stop",
+                        '{"type":"content_block_stop","index":' .. self.block .. "}")
+  self.block, self.open_kind = -1, ""
+end
+
+function Events:open(kind, block, force, out)
+  if kind == self.open_kind and not force then
+    return
+  end
+  self:close(out)
+  self.block, self.open_kind, self.blocks = self.blocks, kind, self.blocks + 1
+  out[#out + 1] = event("content_block_start", '{"type":"content_block_start","index":'
+    .. self.block .. ',"content_block":' .. block .. "}")
+end
+
+function Events:delta(delta, out)
+  out[#out + 1] = event("content_block_delta", '{"type":"content_block_delta","index":'
+    .. self.block .. ',"delta":' .. delta .. "}")
+end
+
+function Events:stream_tool(index, id, fn, out)
+  local kind = "tool:" .. index
+  if id ~= "" or kind ~= self.open_kind then
+    self:open(kind, tool_block(id, string_or(fn.name, "")), id ~= "", out)
+    self.streaming = index  -- the call that streams
+  end
+  if type(fn.arguments) == "string" and fn.arguments ~= "" then
+    self:delta(input_delta(fn.arguments), out)
+  end
+end
+
+-- A fragment of a call other than the one streaming, kept for the end.
+function Events:keep(index, id, fn)
+  local kept
+  for at = #self.kept, 1, -1 do
+    if self.kept[at].index == index then
+      kept = self.kept[at]
+      break
+    end
+  end
+  if kept == nil or id ~= "" and kept.id ~= "" and id ~= kept.id then
+    kept = {index = index, id = "", name = "", arguments = {}}
+    self.kept[#self.kept + 1] = kept
+  end
+  kept.id = kept.id ~= "" and kept.id or id
+  kept.name = kept.name ~= "" and kept.name or string_or(fn.name, "")
+  if type(fn.arguments) == "string" then
+    kept.arguments[#kept.arguments + 1] = fn.arguments
+  end
+end
+
+function Events:tool_call(call, out)
+  local index = string.format("%d", tonumber(integer_text(call.index)) or 0)
+  local id, fn = string_or(call.id, ""), object_of(call["function"]) or {}
+  local streaming = self.streaming
+  if streaming ~= nil and index ~= streaming and self.open_kind == "tool:" .. streaming then
+    return self:keep(index, id, fn)  -- another call's fragment while one streams
+  end
+  -- The streaming call, a new one, or a new call reusing its index (the last one is done).
+  self:stream_tool(index, id, fn, out)
+end
+
+-- Closes the open block, then sends each kept tool call as a block of its own.
+function Events:close_all(out)
+  self:close(out)
+  for _, tool in ipairs(self.kept) do
+    self:open("tool:" .. tool.index, tool_block(tool.id, tool.name), true, out)
+    local arguments = table.concat(tool.arguments)
+    if arguments ~= "" then
+      self:delta(input_delta(arguments), out)
+    end
+    self:close(out)
+  end
+  self.kept = {}
+end
+
+function Events:chunk(fields, out)
+  self:start(fields, out)
+  local choices = fields.choices
+  local choice = is_array(choices) and object_of(choices.array[1])
+  if not choice then
+    return
+  end
+  local delta = object_of(choice.delta) or {}
+  if type(delta.content) == "string" and delta.content ~= "" then
+    self:open("text", '{"type":"text","text":""}', false, out)
+    self:delta('{"type":"text_delta","text":"' .. delta.content .. '"}', out)
+  end
+  for _, call in ipairs(is_array(delta.tool_calls) and delta.tool_calls.array or {}) do
+    local call_fields = object_of(call)
+    if call_fields then
+      self:tool_call(call_fields, out)
+    end
+  end
+  if type(choice.finish_reason) == "string" then
+    self.stop_reason = TRANSLATION.stop_reasons[choice.finish_reason] or "end_turn"
+    self:close_all(out)
+  end
+end
+
+function Events:error(message, out)
+  self.ended = true
+  out[#out + 1] = event("error", '{"type":"error","error":{"type":"api_error","message":'
+    .. message .. "}}")
+end
+
+function Events:finish(out)
+  if not self.started then
+    return self:error('"the provider\'s stream carried no answer"', out)
+  end
+  self.ended = true
+  self:close_all(out)
+  out[#out + 1] = event("message_delta", '{"type":"message_delta","delta":{"stop_reason":"'
+    .. (self.stop_reason or "end_turn") .. '","stop_sequence":null},"usage":'
+    .. anthropic_usage(self.usage or {}) .. "}")
+  out[#out + 1] = event("message_stop", '{"type":"message_stop"}')
+end
+
+function Events:dispatch(_, data, out)
+  if self.ended then
+    return
+  end
+  if data == "[DONE]" or #data < 64 and data:match("^%s*(.-)%s*$") == "[DONE]" then
+    return self:finish(out)
+  end
+  local fields = object_of(json_read(data))
+  if not fields then
+    return
+  end
+  local error = object_of(fields.error)
+  if error then
+    return self:error('"' .. string_or(error.message, "stream error") .. '"', out)
+  end
+  local usage = object_of(fields.usage)
+  if usage then
+    self.usage = usage
+    self.report(usage_fields(fields.usage))  -- OpenAI's usage chunk is its final count
+  end
+  self:chunk(fields, out)
+end
+
+-- `report(fields)` is given the stream's usage fields once they are known.
+local function stream(model, _, report)
+  return setmetatable({held = "", event = "", data = {}, model = json_quoted(model),
+                       report = report, started = false, ended = false, block = -1,
+                       open_kind = "", blocks = 0, kept = {}}, Events)
+end
+
 local function failure()
   return anthropic_error(502, '"the gateway could not translate the provider\'s answer"')
 end
 
 TRANSLATIONS.anthropic_openai = {
-  request = request, reply = whole_reply(anthropic_error, message), failure = failure}
+  request = request, reply = whole_reply(anthropic_error, message), stream = stream,
+  failure = failure}

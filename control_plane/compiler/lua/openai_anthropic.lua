@@ -391,9 +391,10 @@ end
 -- A stream: Anthropic's Messages events in, OpenAI chat.completion.chunk events out, fed
 -- chunks split at any byte. The stream ends with [DONE] only after message_stop, so a client
 -- can tell a whole answer from a cut one; an `error` event becomes an OpenAI error chunk and
--- ends the stream. Lines end with LF or CRLF, as Anthropic sends them.
+-- ends the stream.
 local Stream = {}
 Stream.__index = Stream
+Stream.line, Stream.feed = EventReader.line, EventReader.feed
 
 local function member(fields, name)
   local value = fields[name]
@@ -538,49 +539,6 @@ function Stream:dispatch(name, data, out)
   if done then
     out[#out + 1] = "data: [DONE]\n\n"
   end
-end
-
-function Stream:line(line, out)
-  if line == "" then
-    if #self.data > 0 or self.event ~= "" then
-      self:dispatch(self.event ~= "" and self.event or "message", table.concat(self.data, "\n"),
-                    out)
-    end
-    self.event, self.data = "", {}
-    return
-  end
-  if byte(line, 1) == 58 then
-    return  -- a comment
-  end
-  local colon = line:find(":", 1, true)
-  local name, value = line, ""
-  if colon ~= nil then
-    name, value = line:sub(1, colon - 1), line:sub(colon + 1)
-    if byte(value, 1) == 32 then
-      value = value:sub(2)
-    end
-  end
-  if name == "event" then
-    self.event = value
-  elseif name == "data" then
-    self.data[#self.data + 1] = value
-  end
-end
-
--- The OpenAI events of every event `chunk` completes; the unfinished rest waits.
-function Stream:feed(chunk)
-  local text, out, from = self.held .. chunk, {}, 1
-  while true do
-    local newline = text:find("\n", from, true)
-    if newline == nil then
-      break
-    end
-    local last = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
-    self:line(text:sub(from, last), out)
-    from = newline + 1
-  end
-  self.held = text:sub(from)
-  return table.concat(out)
 end
 
 -- `report(fields)` is given the stream's usage fields each time they are complete.

@@ -154,3 +154,51 @@ local function whole_reply(error_body, success_body)
     return success_body(text, model)
   end
 end
+
+-- Server-sent events fed in chunks split at any byte, lines ending with LF or CRLF: the
+-- methods of a stream object holding `held`, `event` and `data` (initially "", "", {}) whose
+-- `dispatch(name, data, out)` appends what one event becomes to `out`. `feed(chunk)` returns
+-- what the events `chunk` completes became; the unfinished rest waits for the next chunk.
+local EventReader = {}
+
+function EventReader.line(self, line, out)
+  if line == "" then
+    if #self.data > 0 or self.event ~= "" then
+      self:dispatch(self.event ~= "" and self.event or "message", table.concat(self.data, "\n"),
+                    out)
+    end
+    self.event, self.data = "", {}
+    return
+  end
+  if byte(line, 1) == 58 then
+    return  -- a comment
+  end
+  local colon = line:find(":", 1, true)
+  local name, value = line, ""
+  if colon ~= nil then
+    name, value = line:sub(1, colon - 1), line:sub(colon + 1)
+    if byte(value, 1) == 32 then
+      value = value:sub(2)
+    end
+  end
+  if name == "event" then
+    self.event = value
+  elseif name == "data" then
+    self.data[#self.data + 1] = value
+  end
+end
+
+function EventReader.feed(self, chunk)
+  local text, out, from = self.held .. chunk, {}, 1
+  while true do
+    local newline = text:find("\n", from, true)
+    if newline == nil then
+      break
+    end
+    local last = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
+    self:line(text:sub(from, last), out)
+    from = newline + 1
+  end
+  self.held = text:sub(from)
+  return table.concat(out)
+end
