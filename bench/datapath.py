@@ -48,7 +48,7 @@ class Scenario:
 
     def request(self) -> bytes:
         if self.client == "anthropic":
-            return fakes.messages_request(self.model)
+            return fakes.messages_request(self.model, self.stream)
         return fakes.chat_request(self.model, self.stream, self.include_usage)
 
     @property
@@ -58,7 +58,9 @@ class Scenario:
     @property
     def answer(self) -> bytes:
         """What a whole answer through Switchboard must hold."""
-        return b'"type":"message"' if self.client == "anthropic" else b'"choices"'
+        if self.client == "anthropic":
+            return b"event: message_stop" if self.stream else b'"type":"message"'
+        return b'"choices"'
 
 
 SCENARIOS = {
@@ -81,6 +83,11 @@ SCENARIOS = {
     "translated-stream": Scenario("translated-stream",
                                   fakes.ANTHROPIC_STREAM_BASE + "/v1/messages",
                                   "bench-anthropic-stream", stream=True, include_usage=True),
+    # An Anthropic Messages client's stream, from an OpenAI-schema stream.
+    "anthropic-client-stream": Scenario("anthropic-client-stream",
+                                        fakes.STREAM_BASE + "/chat/completions",
+                                        "bench-stream-for-anthropic", stream=True,
+                                        client="anthropic"),
 }
 
 
@@ -149,6 +156,8 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
                                          "model": "claude-sonnet-4-5"}]},
         "bench-stream": {"targets": [{"provider": "openai-stream"}]},
         "bench-openai-for-anthropic": {"targets": [{"provider": "openai",
+                                                    "model": "gpt-4o-mini"}]},
+        "bench-stream-for-anthropic": {"targets": [{"provider": "openai-stream",
                                                     "model": "gpt-4o-mini"}]},
         "bench-anthropic-stream": {"targets": [{"provider": "anthropic-stream",
                                                 "model": "claude-sonnet-4-5"}]},
@@ -310,7 +319,7 @@ def wrk(binary: str, target: Target, path: str, body: bytes, connections: int,
 def _probe(target: Target, path: str, body: bytes, stream: bool, whole: bytes) -> None:
     """One request before measuring: the right answer, or no numbers at all."""
     status, answer = http_request(target.url + path, body, timeout=10, headers=target.headers)
-    expected = b"data: " if stream else whole if target.name == "switchboard" else b"{"
+    expected = whole if target.name == "switchboard" else b"data: " if stream else b"{"
     if status != 200 or expected not in answer:
         raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
 

@@ -27,10 +27,13 @@ def chat_request(model: str, stream: bool = False, include_usage: bool = False) 
     return orjson.dumps(body)
 
 
-def messages_request(model: str) -> bytes:
+def messages_request(model: str, stream: bool = False) -> bytes:
     """The same conversation as an Anthropic Messages request (~1.3 KB)."""
-    return orjson.dumps({"model": model, "max_tokens": 256, "temperature": 0.2,
-                         "system": MESSAGES[0]["content"], "messages": MESSAGES[1:]})
+    body: dict[str, Any] = {"model": model, "max_tokens": 256, "temperature": 0.2,
+                            "system": MESSAGES[0]["content"], "messages": MESSAGES[1:]}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
 
 
 CHAT_COMPLETION = orjson.dumps({
