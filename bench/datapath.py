@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -57,10 +58,10 @@ class Scenario:
 
     @property
     def answer(self) -> bytes:
-        """What a whole answer through Switchboard must hold."""
+        """What a whole answer through Switchboard must hold: a stream's end marker."""
         if self.client == "anthropic":
             return b"event: message_stop" if self.stream else b'"type":"message"'
-        return b'"choices"'
+        return b"data: [DONE]" if self.stream else b'"choices"'
 
 
 SCENARIOS = {
@@ -222,8 +223,10 @@ def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> None:
 @contextlib.contextmanager
 def envoy_process(config: dict[str, Any], work: Path,
                   name: str) -> Iterator[subprocess.Popen[bytes]]:
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
+    # JSON: Envoy's YAML reader folds PyYAML's multi-line scalars, losing the fakes' last
+    # newline (a stream's final blank line).
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(config))
     log = (work / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [envoy_binary(), "-c", str(path), "--base-id", str(free_port()), "--log-level", "warn"],
@@ -321,7 +324,8 @@ def _probe(target: Target, path: str, body: bytes, stream: bool, whole: bytes) -
     status, answer = http_request(target.url + path, body, timeout=10, headers=target.headers)
     expected = whole if target.name == "switchboard" else b"data: " if stream else b"{"
     if status != 200 or expected not in answer:
-        raise RuntimeError(f"{target.name} {path}: {status} {answer[:300]!r}")
+        raise RuntimeError(f"{target.name} {path}: {status} {answer[:200]!r} ... "
+                           f"{answer[-200:]!r}")
 
 
 def measure(binary: str, target: Target, path: str, body: bytes, connections: int,
