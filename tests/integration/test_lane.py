@@ -43,6 +43,7 @@ from tests.integration.test_metering import (
 from tests.integration.test_metrics import value, wait_for
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.metering import cost_of, tokens_of, usage_record
+from tests.support.sse import named_events
 
 pytestmark = pytest.mark.integration
 
@@ -486,7 +487,7 @@ def test_an_anthropic_stream_of_an_openai_model_is_translated_by_envoy_alone(
         "oai", "openai", "", "gpt-4o-mini"))
     translator.response_body_mode(200, {"content-type": "text/event-stream"})
     stream = (FIXTURES / "openai" / "streams" / "text.sse").read_bytes()
-    assert _sse_events(body) == _sse_events(translator.response_chunk(stream, True).body or b"")
+    assert named_events(body) == named_events(translator.response_chunk(stream, True).body or b"")
     row = usage_record(gateway.ledger_path, request_id)
     assert (row["outcome"], row["estimated"]) == ("ok", 0)
     assert tokens_of(row) == (1100, 6, 1024, 0, 0) and cost_of(row) == OPENAI_STREAM
@@ -496,16 +497,6 @@ def test_an_anthropic_stream_of_an_openai_model_is_translated_by_envoy_alone(
         final = events.get_final_message()
     assert final.usage.output_tokens == 6 and final.stop_reason == "end_turn"
     assert _messages(gateway) == before
-
-
-def _sse_events(body: bytes) -> list[tuple[str, Any]]:
-    """(event name, data as JSON) of each event of an Anthropic stream."""
-    events = []
-    for event in body.decode().split("\n\n"):
-        if event:
-            head, data = event.split("\n")
-            events.append((head.removeprefix("event: "), orjson.loads(data[6:])))
-    return events
 
 
 def test_a_translated_error_keeps_its_status(gateway: Gateway) -> None:

@@ -22,6 +22,7 @@ from ext_proc.translators.anthropic_openai_request import to_openai
 from ext_proc.translators.base import Backend
 from ext_proc.translators.common import usage_from_openai
 from tests.support.lua_envoy import lua_envoy, reported_usage, translation_harness
+from tests.support.sse import named_events
 
 pytestmark = pytest.mark.integration
 
@@ -233,17 +234,6 @@ STREAMS = {
 }
 
 
-def _events(stream: bytes) -> list[tuple[str, Any]]:
-    """A stream's events: (name, data as JSON)."""
-    events = []
-    for event in stream.decode().split("\n\n"):
-        if event:
-            head, data = event.split("\n")
-            events.append((head.removeprefix("event: "), orjson.loads(data.removeprefix(
-                "data: "))))
-    return events
-
-
 @pytest.mark.parametrize("size", [1, 7, 64, 100_000])
 @pytest.mark.parametrize("case", STREAMS)
 def test_the_lane_translates_streams_as_the_worker_does(lua_url: str, case: str,
@@ -259,16 +249,16 @@ def test_the_lane_translates_streams_as_the_worker_does(lua_url: str, case: str,
     outputs = [translator.response_chunk(raw[at:at + size], False)
                for at in range(0, len(raw), size)]
     translated = httpx.post(f"{lua_url}stream/1/{size}", content=raw, timeout=5)
-    wanted = _events(b"".join(output.body or b"" for output in outputs))
+    wanted = named_events(b"".join(output.body or b"" for output in outputs))
     assert wanted  # every case yields events
-    assert _events(translated.content) == wanted
+    assert named_events(translated.content) == wanted
     final = [output.usage for output in outputs if output.usage is not None]
     usage = reported_usage(translated)
     assert (usage_from_openai(usage) if usage else None) == (final[-1] if final else None)
 
 
 def test_a_whole_stream_ends_with_message_stop_and_its_usage(lua_url: str) -> None:
-    events = _events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["text"],
+    events = named_events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["text"],
                                 timeout=5).content)
     assert [name for name, _ in events][-2:] == ["message_delta", "message_stop"]
     assert events[0][1]["message"]["usage"]["output_tokens"] == 0
@@ -276,11 +266,11 @@ def test_a_whole_stream_ends_with_message_stop_and_its_usage(lua_url: str) -> No
 
 
 def test_a_body_ended_early_ends_without_message_stop(lua_url: str) -> None:
-    events = _events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["truncated"],
+    events = named_events(httpx.post(f"{lua_url}stream/1/64", content=STREAMS["truncated"],
                                 timeout=5).content)
     assert events and "message_stop" not in [name for name, _ in events]
     # A worker, seeing the end of the body, adds an error event.
     translator = AnthropicToOpenAI(ClientApi.ANTHROPIC_MESSAGES, BACKEND)
     translator.response_body_mode(200, {"content-type": "text/event-stream"})
-    ended = _events(translator.response_chunk(STREAMS["truncated"], True).body or b"")
+    ended = named_events(translator.response_chunk(STREAMS["truncated"], True).body or b"")
     assert ended[:-1] == events and ended[-1][0] == "error"
