@@ -1,5 +1,6 @@
 """Translations Envoy makes itself: the Lua the lane translates requests with, and the filter
-that translates their replies back (control_plane/compiler/lua/openai_anthropic.lua). The
+that translates their replies back (control_plane/compiler/lua/openai_anthropic.lua and
+anthropic_openai.lua, on translation_common.lua and the JSON reader json_text.lua). The
 workers' translators stay the reference (TranslatedInEnvoy): the Lua takes only the requests
 it knows all of, and the constants it shares with them come from them here."""
 

@@ -304,9 +304,7 @@ end
 -- usage chunk (the request asks for it) comes after the finish_reason, so message_delta and
 -- message_stop wait for [DONE]. Unlike a worker, this filter does not see the end of the body:
 -- one that ends without [DONE] ends without message_stop, which is how the client tells.
-local Events = {}
-Events.__index = Events
-Events.line, Events.feed = EventReader.line, EventReader.feed
+local Events = event_stream_class()
 
 local function event(name, data)
   return "event: " .. name .. "\ndata: " .. data .. "\n\n"
@@ -481,15 +479,8 @@ end
 
 -- `report(fields)` is given the stream's usage fields once they are known.
 local function stream(model, _, report)
-  return setmetatable({held = "", event = "", data = {}, model = json_quoted(model),
-                       report = report, started = false, ended = false, block = -1,
-                       open_kind = "", blocks = 0, kept = {}}, Events)
+  return Events.new({model = json_quoted(model), report = report, started = false,
+                     ended = false, block = -1, open_kind = "", blocks = 0, kept = {}})
 end
 
-local function failure()
-  return anthropic_error(502, '"the gateway could not translate the provider\'s answer"')
-end
-
-TRANSLATIONS.anthropic_openai = {
-  request = request, reply = whole_reply(anthropic_error, message), stream = stream,
-  failure = failure}
+TRANSLATIONS.anthropic_openai = translation(request, anthropic_error, message, stream)

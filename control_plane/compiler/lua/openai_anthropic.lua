@@ -392,9 +392,7 @@ end
 -- chunks split at any byte. The stream ends with [DONE] only after message_stop, so a client
 -- can tell a whole answer from a cut one; an `error` event becomes an OpenAI error chunk and
 -- ends the stream.
-local Stream = {}
-Stream.__index = Stream
-Stream.line, Stream.feed = EventReader.line, EventReader.feed
+local Stream = event_stream_class()
 
 local function member(fields, name)
   local value = fields[name]
@@ -543,17 +541,9 @@ end
 
 -- `report(fields)` is given the stream's usage fields each time they are complete.
 local function stream(model, include_usage, report)
-  return setmetatable({held = "", event = "", data = {}, id = "", model = json_quoted(model),
-                       created = tostring(os.time()), include_usage = include_usage,
-                       report = report,
-                       tools = {}, tool_count = 0, finished = false}, Stream)
+  return Stream.new({id = "", model = json_quoted(model), created = tostring(os.time()),
+                     include_usage = include_usage, report = report, tools = {},
+                     tool_count = 0, finished = false})
 end
 
--- What the client gets should this code fail on a reply.
-local function failure()
-  return openai_error(502, '"the gateway could not translate the provider\'s answer"')
-end
-
-TRANSLATIONS.openai_anthropic = {
-  request = request, reply = whole_reply(openai_error, completion), stream = stream,
-  failure = failure}
+TRANSLATIONS.openai_anthropic = translation(request, openai_error, completion, stream)

@@ -144,15 +144,23 @@ local function usage_fields(usage)
   return found
 end
 
--- A whole reply's translation: an error becomes `error_body(status, message)`, a success
--- `success_body(text, model)`, which returns the reply and its usage fields.
-local function whole_reply(error_body, success_body)
-  return function(status, text, model)
-    if status < 200 or status >= 300 then
-      return error_body(status, error_message(text))
-    end
-    return success_body(text, model)
-  end
+-- A translation's entry in TRANSLATIONS. `request(text, route)` translates a request (nil:
+-- left to a worker); a whole reply's error becomes `error_body(status, message)`, a success
+-- `success_body(text, model)`, which returns the reply and its usage fields;
+-- `stream(model, include_usage, report)` makes a stream's translator; `failure()` is what the
+-- client gets should this code fail on a reply.
+local function translation(request, error_body, success_body, stream)
+  return {
+    request = request, stream = stream,
+    reply = function(status, text, model)
+      if status < 200 or status >= 300 then
+        return error_body(status, error_message(text))
+      end
+      return success_body(text, model)
+    end,
+    failure = function()
+      return error_body(502, '"the gateway could not translate the provider\'s answer"')
+    end}
 end
 
 -- Server-sent events fed in chunks split at any byte, lines ending with LF or CRLF: the
@@ -201,4 +209,16 @@ function EventReader.feed(self, chunk)
   end
   self.held = text:sub(from)
   return table.concat(out)
+end
+
+-- A class of streams read as server-sent events: `class.new(state)` makes one of `state`,
+-- which holds what the class's own methods keep.
+local function event_stream_class()
+  local class = {line = EventReader.line, feed = EventReader.feed}
+  class.__index = class
+  function class.new(state)
+    state.held, state.event, state.data = "", "", {}
+    return setmetatable(state, class)
+  end
+  return class
 end
