@@ -15,6 +15,7 @@ by the reservation's TTL.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -60,6 +61,7 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
             view = self._view()
             forwarded: list[MeteredAttempt] = []
             releases: list[tuple[str, int]] = []
+            admitted: Counter[tuple[str, str]] = Counter()  # by team and model
             for entry in message.http_logs.log_entry:
                 namespace = entry.common_properties.metadata.filter_metadata.get(
                     METADATA_NAMESPACE)
@@ -67,9 +69,8 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                     continue
                 if (team := namespace.fields.get(LANE_ADMITTED_KEY)) is not None:
                     model = namespace.fields.get(MODEL_KEY)
-                    self._admissions.decided(team.string_value,
-                                             model.string_value if model is not None else "",
-                                             AdmissionOutcome.ADMITTED)
+                    admitted[team.string_value,
+                             model.string_value if model is not None else ""] += 1
                 attempts = entry.common_properties.upstream_request_attempt_count
                 if (direct := direct_usage(entry, view)) is not None:
                     # One record covers the request, however many attempts Envoy made.
@@ -78,6 +79,9 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                 if RESERVATION_METADATA_KEY in namespace.fields:
                     releases.append((
                         namespace.fields[RESERVATION_METADATA_KEY].string_value, attempts))
+            for (team_name, model_name), count in admitted.items():
+                self._admissions.decided(team_name, model_name, AdmissionOutcome.ADMITTED,
+                                         count)
             if forwarded:
                 # Written before the releases (same ledger thread, in order), all in one write.
                 self._meter.submit(view, *forwarded)

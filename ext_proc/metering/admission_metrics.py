@@ -55,10 +55,10 @@ class AdmissionMetrics:
             registry=registry,
         )
 
-    def decided(self, team: str, model: str, outcome: AdmissionOutcome) -> None:
+    def decided(self, team: str, model: str, outcome: AdmissionOutcome, count: int = 1) -> None:
         with never_failing():
             self.admissions.labels(team=team, gen_ai_request_model=model,
-                                   outcome=outcome.value).inc()
+                                   outcome=outcome.value).inc(count)
 
     def budgets(self, denials: Iterable[Denial], action: BudgetAction) -> None:
         """Count each budget among `denials` (rate limits are not budgets: skipped)."""

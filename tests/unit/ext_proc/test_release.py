@@ -85,9 +85,10 @@ async def test_the_lanes_admissions_are_counted_once_per_request(tmp_path: Path)
     ledgers = Ledgers(str(tmp_path), str(tmp_path))
     meter = Meter(ledgers, AttemptMetrics(registry))
     releaser = ReservationReleaser(lambda: BUDGETED, ledgers, meter, AdmissionMetrics(registry))
-    batch = message("forwarded", "by-the-worker")
-    lane_admitted = batch.http_logs.log_entry[0].common_properties.metadata.filter_metadata
-    lane_admitted["switchboard"].update({LANE_ADMITTED_KEY: "search"})
+    batch = message("forwarded", "also-forwarded", "by-the-worker")
+    for lane_admitted in batch.http_logs.log_entry[:2]:
+        lane_admitted.common_properties.metadata.filter_metadata["switchboard"].update(
+            {LANE_ADMITTED_KEY: "search"})
     batch.http_logs.log_entry[0].common_properties.upstream_request_attempt_count = 3
     attempts_only = batch.http_logs.log_entry.add()  # admitted for the workers' attempts
     attempts_only.common_properties.metadata.filter_metadata["switchboard"].update(
@@ -102,4 +103,4 @@ async def test_the_lanes_admissions_are_counted_once_per_request(tmp_path: Path)
         return registry.get_sample_value("switchboard_admissions_total", {
             "team": "search", "gen_ai_request_model": model, "outcome": "admitted"})
 
-    assert (admitted("gpt-4o"), admitted("either")) == (1.0, 1.0)
+    assert (admitted("gpt-4o"), admitted("either")) == (2.0, 1.0)
