@@ -99,8 +99,23 @@ _SKIPPED_HEADER_MUTATION = {"name": "mutation", "typed_config": {
              ".HeaderMutation", "mutations": {}}}
 
 
+_LUA_READING_CHUNKS = {"name": "lua", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+    "default_source_code": {"inline_string": (
+        "function envoy_on_response(handle)\n"
+        "  for chunk in handle:bodyChunks() do\n"
+        "    local text = chunk:getBytes(0, chunk:length())\n"
+        "  end\n"
+        "end\n")}}}
+
+
 def _listener(name: str) -> Variant:
     return lambda c, n: (_copies(c.listener[name], n), None, [])
+
+
+# Variants named so weigh the filters on a stream's reply (the fake's OpenAI stream with
+# its usage), against plain Envoy forwarding the same stream.
+STREAM = "stream: "
 
 
 VARIANTS: dict[str, Variant] = {
@@ -127,6 +142,12 @@ VARIANTS: dict[str, Variant] = {
     "upstream: ext_proc skipped by a matcher": lambda c, n: (
         [], [*_copies(only_marked(c.delegate(EXT_PROC), "x-unset"), n), c.upstream[CODEC]],
         []),
+    STREAM + "plain": lambda c, n: ([], None, []),
+    STREAM + "usage reader": lambda c, n: (
+        _copies(c.inner("switchboard.stream_usage"), n), None, []),
+    STREAM + "Lua reading each chunk": lambda c, n: (_copies(_LUA_READING_CHUNKS, n), None, []),
+    STREAM + "added usage event taken out": lambda c, n: (
+        _copies(c.inner("switchboard.added_usage"), n), None, []),
 }
 
 
@@ -159,7 +180,8 @@ def _config(port: int, upstream_port: int, filters: list[dict[str, Any]],
 def _weigh(binary: str, target: Target, body: bytes, args: argparse.Namespace,
            work: Path) -> tuple[float, float]:
     """Envoy's CPU µs per request and the requests a second, under wrk."""
-    path = fakes.OPENAI_BASE + "/chat/completions"
+    path = (fakes.STREAM_BASE if target.name.startswith(STREAM) else fakes.OPENAI_BASE) \
+        + "/chat/completions"
 
     def served() -> bool:
         return http_request(target.url + path, body, headers=target.headers)[0] == 200
@@ -176,8 +198,11 @@ def _weigh(binary: str, target: Target, body: bytes, args: argparse.Namespace,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     binary, compiled = ensure_wrk(), Compiled()
     variants = {name: make for name, make in VARIANTS.items()
-                if not args.only or name in args.only or name == "plain"}
-    body = fakes.chat_request("bench-passthrough")
+                if not args.only or name in args.only
+                or name == "plain" or (name == STREAM + "plain" and any(
+                    only.startswith(STREAM) for only in args.only))}
+    bodies = {False: fakes.chat_request("bench-passthrough"),
+              True: fakes.chat_request("bench-passthrough", stream=True, include_usage=True)}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench-filters-") as tmp:
         work, upstream_port = Path(tmp), free_port()
@@ -189,14 +214,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     with envoy_process(config, work, "proxy") as proxy:
                         target = Target(name, f"http://127.0.0.1:{port}",
                                         {"envoy": proxy.pid}, {DIRECT_HEADER: "1"})
-                        samples[name].append(_weigh(binary, target, body, args, work))
+                        samples[name].append(_weigh(binary, target, bodies[name.startswith(STREAM)],
+                                                   args, work))
     cpu = {name: statistics.median(c for c, _ in runs) for name, runs in samples.items()}
     rows = []
     for name, runs in samples.items():
         # Upstream filters against a cluster that has the (required) codec and nothing else.
-        base = UPSTREAM_BASE if name.startswith("upstream:") and UPSTREAM_BASE in cpu \
-            else "plain"
-        copies = 1 if "(once)" in name or name in ("plain", UPSTREAM_BASE) else args.copies
+        base = (UPSTREAM_BASE if name.startswith("upstream:") and UPSTREAM_BASE in cpu
+                else STREAM + "plain" if name.startswith(STREAM) else "plain")
+        copies = (1 if "(once)" in name or name in ("plain", UPSTREAM_BASE, STREAM + "plain")
+                  else args.copies)
         rows.append({"variant": name, "copies": copies, "against": base,
                      "envoy_us_per_request": runs,
                      "us_each": round((cpu[name] - cpu[base]) / copies, 1)})

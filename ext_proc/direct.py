@@ -4,11 +4,11 @@ When the policy turns `gateway.reply_cost` off, admission looks at a request tha
 target: if the provider takes its body as it is (same API, the model named as the provider
 names it, a stream that asks for its usage), admission sets the provider's path, host and
 credential on the request itself and marks it with DIRECT_HEADER, which makes every attempt
-skip the upstream ext_proc. Envoy reads the reply's usage (json_to_metadata, or
-sse_to_metadata for a stream) and hands it over, with what admission noted, in the
-access-log entry of the finished request; the usage record is built from that entry. One
-worker message per request instead of four; the price is that the reply carries no cost,
-since it has left before anyone priced it.
+skip the upstream ext_proc. Envoy reads the reply's usage (json_to_metadata, or for a
+stream a Lua reader: control_plane/compiler/stream_usage.py) and hands it over, with what
+admission noted, in the access-log entry of the finished request; the usage record is
+built from that entry. One worker message per request instead of four; the price is that
+the reply carries no cost, since it has left before anyone priced it.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def direct_forward(view: ProcessorView, api: ClientApi | None, caller: Caller,
 
 # How each client API's reply names its usage; a request forwarded as it is gets a reply in
 # the schema the client called.
-_USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
+USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
     ClientApi.OPENAI_CHAT: usage_from_openai,
     ClientApi.OPENAI_EMBEDDINGS: usage_from_openai,
     ClientApi.ANTHROPIC_MESSAGES: usage_from_anthropic,
@@ -168,8 +168,9 @@ _REPLY_USAGE_PATHS = tuple((name, name.split(".")) for name in REPLY_USAGE_FIELD
 
 
 def reply_usage_object(fields: Any) -> dict[str, Any]:
-    """The reply's `usage` object as it wrote it, from the fields json_to_metadata or
-    sse_to_metadata found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles)."""
+    """The reply's `usage` object as it wrote it, from the fields json_to_metadata or the
+    stream usage reader found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as
+    doubles)."""
     usage: dict[str, Any] = {}
     for name, path in _REPLY_USAGE_PATHS:
         value = fields.get(name)
@@ -194,7 +195,7 @@ def _whole(api: ClientApi, reply: Mapping[str, Any]) -> bool:
 def _usage(api: ClientApi, reply: Mapping[str, Any], whole: bool, status: int, body_size: str,
            reply_bytes: int) -> TokenUsage:
     if whole:
-        return token_usage(_USAGE_READERS[api](reply))
+        return token_usage(USAGE_READERS[api](reply))
     if not 200 <= status < 300:
         return TokenUsage()
     # Served, but cut before its final usage (or a reply that names none): the output
@@ -205,7 +206,7 @@ def _usage(api: ClientApi, reply: Mapping[str, Any], whole: bool, status: int, b
     estimate = estimated_usage(b"", int(body_size) if body_size.isdigit() else 0, output)
     if not reply:
         return estimate
-    counted = token_usage(_USAGE_READERS[api](reply))
+    counted = token_usage(USAGE_READERS[api](reply))
     return replace(counted, output=estimate.output, reasoning=0, estimated=True)
 
 

@@ -11,7 +11,6 @@ from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     DIRECT_HEADER,
     INTERNAL_HEADER_PREFIX,
-    REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
     TRANSLATED_HEADER,
@@ -78,38 +77,18 @@ def strip_internal_headers() -> dict[str, Any]:
             {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}})}
 
 
-def reply_usage() -> list[dict[str, Any]]:
-    """The usage of a reply forwarded alone, field by field into metadata that the access log
-    carries to the workers: from a JSON reply, or from a stream's events (the last event
-    naming a field wins: a stream's final usage). Other replies skip both: the worker reads
-    theirs, and the lane's translation, which reads each reply it translates anyway, writes
-    the same fields itself (control_plane/compiler/lua/translated_reply.lua)."""
-    def rules(*within: str, fields: tuple[str, ...] = REPLY_USAGE_FIELDS) -> list[dict[str, Any]]:
-        return [{"selectors": [{"key": key} for key in (*within, "usage", *field.split("."))],
-                 "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
-                                "type": "NUMBER"}}
-                for field in fields]
-
+def reply_usage() -> dict[str, Any]:
+    """The usage of a whole reply forwarded alone, field by field into metadata that the access
+    log carries to the workers (a stream's is read by stream_usage.stream_usage_filter). Other
+    replies skip it: the worker reads theirs, and the lane's translation, which reads each
+    reply it translates anyway, writes the same fields itself
+    (control_plane/compiler/lua/translated_reply.lua)."""
+    rules = [{"selectors": [{"key": key} for key in ("usage", *field.split("."))],
+              "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
+                             "type": "NUMBER"}}
+             for field in REPLY_USAGE_FIELDS]
     json_reply = {"name": "switchboard.reply_usage", "typed_config": any_of(
         "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-        {"response_rules": {"rules": rules(),
+        {"response_rules": {"rules": rules,
                             "allow_content_types_regex": {"regex": "application/json.*"}}})}
-    # Newer than the Python protos this compiler has: described as a TypedStruct, which
-    # Envoy converts with its own descriptors.
-    stream = {"name": "switchboard.stream_usage", "typed_config": _typed_struct(
-        "envoy.extensions.filters.http.sse_to_metadata.v3.SseToMetadata",
-        {"response_rules": {"content_parser": {
-            "name": "envoy.content_parsers.json",
-            "typed_config": _typed_struct(
-                "envoy.extensions.content_parsers.json.v3.JsonContentParser",
-                # Anthropic's message_start nests its usage in the message; its output
-                # count is a placeholder, so a final count is only ever the final one.
-                {"rules": [{"rule": rule} for rule in rules() + rules("message", fields=tuple(
-                    f for f in REPLY_USAGE_FIELDS if f not in REPLY_FINAL_FIELDS))]})}}})}
-    return [only_marked(json_reply, unless=TRANSLATED_HEADER),
-            only_marked(stream, unless=TRANSLATED_HEADER)]
-
-
-def _typed_struct(type_name: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/xds.type.v3.TypedStruct",
-            "type_url": f"type.googleapis.com/{type_name}", "value": value}
+    return only_marked(json_reply, unless=TRANSLATED_HEADER)

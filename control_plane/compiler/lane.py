@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from control_plane.compiler.direct import only_marked
 from control_plane.compiler.lua_source import script, to_lua
 from control_plane.compiler.translations import LUA, translation_source
 from control_plane.keys import HASH_PREFIX
@@ -84,16 +83,6 @@ def lane_extension(config: processor_pb2.ProcessorConfig, watched: Collection[st
     return {"name": LANE_FILTER_NAME, "typed_config": any_of(
         LUA, {"default_source_code": {"inline_string": source}, "stat_prefix": "lane",
               "clear_route_cache": False})}
-
-
-def added_usage_filter() -> dict[str, Any]:
-    """Takes the usage event out of the OpenAI streams the lane asked for it (LaneRoute's
-    `adds_usage`): skipped for every other request, so only those pay for Lua on the reply.
-    Listed before the stream's sse_to_metadata, which therefore reads the event first."""
-    stripper = {"name": "switchboard.added_usage", "typed_config": any_of(LUA, {
-        "default_source_code": {"inline_string": script("added_usage.lua")},
-        "stat_prefix": "added_usage"})}
-    return only_marked(stripper, USAGE_ADDED_HEADER)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     INCLUDE_USAGE_KEY,
     METADATA_NAMESPACE,
+    REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
     TRANSLATED_HEADER,
@@ -24,8 +25,8 @@ from ext_proc.translators.common import FINISH_REASONS, STOP_REASONS
 from ext_proc.translators.openai_anthropic_request import DEFAULT_MAX_TOKENS
 
 LUA = "envoy.extensions.filters.http.lua.v3.Lua"
-_SCRIPTS = ("json_text.lua", "translation_common.lua", "openai_anthropic.lua",
-            "anthropic_openai.lua")
+_COMMON = ("json_text.lua", "translation_common.lua")
+_SCRIPTS = (*_COMMON, "openai_anthropic.lua", "anthropic_openai.lua")
 
 
 def translation_tables() -> dict[str, Any]:
@@ -36,6 +37,7 @@ def translation_tables() -> dict[str, Any]:
         "error_kinds": {str(status): [kind.openai_type, kind.openai_code, kind.anthropic_type]
                         for status, kind in ERROR_KINDS.items()},
         "usage_fields": list(REPLY_USAGE_FIELDS),
+        "final_usage_fields": list(REPLY_FINAL_FIELDS),
         "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY,
                   "include_usage": INCLUDE_USAGE_KEY, "usage": REPLY_USAGE_NAMESPACE},
     }
@@ -43,8 +45,17 @@ def translation_tables() -> dict[str, Any]:
 
 def translation_source() -> str:
     """`TRANSLATION` (the constants above), the JSON reader and `TRANSLATIONS`, by name."""
+    return _source(_SCRIPTS)
+
+
+def stream_usage_source() -> str:
+    """The stream usage reader and stripper (sse_usage.lua), on what the translations share."""
+    return _source((*_COMMON, "sse_usage.lua"))
+
+
+def _source(scripts: tuple[str, ...]) -> str:
     return "\n".join((f"local TRANSLATION = {to_lua(translation_tables())}",
-                      *(script(name) for name in _SCRIPTS)))
+                      *(script(name) for name in scripts)))
 
 
 def translated_reply_filter() -> dict[str, Any]:

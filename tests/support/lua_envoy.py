@@ -16,7 +16,7 @@ import httpx
 from google.protobuf import struct_pb2
 
 from control_plane.compiler.lua_source import to_lua
-from control_plane.compiler.translations import translation_source
+from control_plane.compiler.translations import stream_usage_source, translation_source
 from control_plane.envoy_process import envoy_binary
 from ext_proc.direct import reply_usage_object
 from tests.support.ports import free_port
@@ -77,16 +77,7 @@ def lua_envoy(script: str, work: Path) -> Iterator[str]:
         envoy.wait(timeout=10)
 
 
-# For translation NAME, with the provider's model MODEL:
-# POST /NAME/request: the translated body, or 204 when the lane leaves it to a worker;
-# POST /NAME/reply/<status>: the client's reply to a provider's reply of that status;
-# POST /NAME/stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's
-# stream fed in pieces of that size; POST /NAME/failure: what the client gets should the Lua
-# fail. Replies and streams carry the usage fields the translation reported last in the
-# header x-usage, as `name=value` pairs separated by commas.
-_HARNESS = """
-local ROUTE = {model_json = '"' .. MODEL .. '"'}
-
+_USAGE_HEADER = """
 local function usage_header(fields)
   if fields == nil then
     return {[":status"] = "200"}
@@ -97,6 +88,19 @@ local function usage_header(fields)
   end
   return {[":status"] = "200", ["x-usage"] = table.concat(pairs_, ",")}
 end
+"""
+
+
+# For translation NAME, with the provider's model MODEL:
+# POST /NAME/request: the translated body, or 204 when the lane leaves it to a worker;
+# POST /NAME/reply/<status>: the client's reply to a provider's reply of that status;
+# POST /NAME/stream/<include usage: 0 or 1>/<size>: the client's stream, for a provider's
+# stream fed in pieces of that size; POST /NAME/failure: what the client gets should the Lua
+# fail. Replies and streams carry the usage fields the translation reported last in the
+# header x-usage, as `name=value` pairs separated by commas.
+_HARNESS = """
+local ROUTE = {model_json = '"' .. MODEL .. '"'}
+
 
 function envoy_on_request(handle)
   local name, action, rest = handle:headers():get(":path"):match("^/([%w_]+)/(%a+)/?(.*)$")
@@ -139,4 +143,42 @@ def reported_usage(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def translation_harness(model: str) -> str:
-    return f"{translation_source()}\nlocal MODEL = {to_lua(model)}\n{_HARNESS}"
+    return "\n".join((translation_source(), f"local MODEL = {to_lua(model)}", _USAGE_HEADER,
+                      _HARNESS))
+
+
+# POST /read/<size>: the stream read in pieces of that size, its reported usage fields
+# (the last report of each wins) in the header x-usage as above; POST /strip/<size>: the
+# stream without the usage event, fed in pieces of that size.
+_STREAM_USAGE_HARNESS = """
+function envoy_on_request(handle)
+  local action, size = handle:headers():get(":path"):match("^/(%a+)/(%d+)$")
+  local body = handle:body()
+  local text = body and body:getBytes(0, body:length()) or ""
+  size = tonumber(size)
+  if action == "read" then
+    local reader, fields = UsageReader.new(), nil
+    local function report(found)
+      fields = fields or {}
+      for name, value in pairs(found) do
+        fields[name] = value
+      end
+    end
+    for at = 1, #text, size do
+      reader:read(text:sub(at, at + size - 1), report)
+    end
+    handle:respond(usage_header(fields), "")
+  else
+    local stripper, out = UsageStripper.new(), {}
+    for at = 1, #text, size do
+      local piece = text:sub(at, at + size - 1)
+      out[#out + 1] = stripper:strip(piece) or piece
+    end
+    handle:respond({[":status"] = "200"}, table.concat(out))
+  end
+end
+"""
+
+
+def stream_usage_harness() -> str:
+    return "\n".join((stream_usage_source(), _USAGE_HEADER, _STREAM_USAGE_HARNESS))

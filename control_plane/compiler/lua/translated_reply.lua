@@ -13,13 +13,7 @@ function envoy_on_response(handle)
   if translation == nil then
     return
   end
-  local function report(fields)
-    -- Taken anew: waiting for the body ends the scope of one taken before.
-    local metadata = handle:streamInfo():dynamicMetadata()
-    for name, value in pairs(fields) do
-      metadata:set(NAMES.usage, name, value)
-    end
-  end
+  local report = usage_reporter(handle)
   local headers = handle:headers()
   local status = tonumber(headers:get(":status")) or 0
   local content_type = headers:get("content-type") or ""

@@ -129,11 +129,20 @@ end
 -- The usage fields Envoy's own reply parse reads (REPLY_USAGE_FIELDS, "a.b" for a nested
 -- one) that a reply's usage object holds as integers: {["a.b"] = n}. A translated reply
 -- reports them itself, having read the reply anyway.
+local USAGE_PATHS = {}
+for _, name in ipairs(TRANSLATION.usage_fields) do
+  local path = {}
+  for key in name:gmatch("[^.]+") do
+    path[#path + 1] = key
+  end
+  USAGE_PATHS[name] = path
+end
+
 local function usage_fields(usage)
   local found = {}
-  for _, name in ipairs(TRANSLATION.usage_fields) do
+  for name, path in pairs(USAGE_PATHS) do
     local value = usage
-    for key in name:gmatch("[^.]+") do
+    for _, key in ipairs(path) do
       value = object_of(value) and value.object[key]
     end
     local text = integer_text(value)
@@ -142,6 +151,18 @@ local function usage_fields(usage)
     end
   end
   return found
+end
+
+-- A function that writes usage fields ({name = value}) into the reply's usage metadata,
+-- which the access log carries to the workers.
+local function usage_reporter(handle)
+  return function(fields)
+    -- Taken anew: waiting for the body ends the scope of one taken before.
+    local metadata = handle:streamInfo():dynamicMetadata()
+    for name, value in pairs(fields) do
+      metadata:set(TRANSLATION.names.usage, name, value)
+    end
+  end
 end
 
 -- A translation's entry in TRANSLATIONS. `request(text, route)` translates a request (nil:

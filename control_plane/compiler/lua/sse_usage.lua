@@ -1,0 +1,184 @@
+-- The usage a stream of server-sent events reports, found without splitting the stream into
+-- its events: only an event holding a usage object ("usage": {...}) is read, and a stream
+-- has one or two (the other events of an OpenAI stream that asked for its usage hold
+-- "usage": null). OpenAI reports it in a chunk of its own before [DONE]; Anthropic in
+-- message_start (the input; its output count is a placeholder) and message_delta (the final
+-- counts). The last event to name a field wins.
+--
+-- A chunk may end anywhere: the end of the last whole event in it is found from the chunk's
+-- end, and what follows waits for the next chunk. Lines end with LF or CRLF, events with a
+-- blank line.
+
+-- An unfinished event longer than this is given up on rather than held without bound.
+local MAX_HELD = 1024 * 1024
+local USAGE_KEY = '"usage"'
+
+local NOT_FINAL = {}
+for _, name in ipairs(TRANSLATION.final_usage_fields) do
+  NOT_FINAL[name] = true
+end
+
+-- Whether the LF at `at` ends a blank line.
+local function ends_blank_line(text, at, floor)
+  local before = at - 1
+  if byte(text, before) == 13 then
+    before = before - 1
+  end
+  return before >= floor and byte(text, before) == 10
+end
+
+-- The length of text up to the end of its last whole event (0: none), given that its first
+-- `held` bytes hold no event's end.
+local function whole_length(text, held)
+  for at = #text, held + 1, -1 do
+    if byte(text, at) == 10 and ends_blank_line(text, at, 1) then
+      return at
+    end
+  end
+  return 0
+end
+
+-- Where the event holding `at` starts, looking back no further than `floor`.
+local function event_start(text, at, floor)
+  for before = at - 1, floor + 1, -1 do
+    if byte(text, before) == 10 and ends_blank_line(text, before, floor) then
+      return before + 1
+    end
+  end
+  return floor
+end
+
+-- Where the event holding `at` ends: the LF of its blank line.
+local function event_end(text, at)
+  while true do
+    local newline = text:find("\n", at, true)
+    if newline == nil or byte(text, newline + 1) == 10 then
+      return newline and newline + 1
+    end
+    if byte(text, newline + 1) == 13 and byte(text, newline + 2) == 10 then
+      return newline + 2
+    end
+    at = newline + 1
+  end
+end
+
+-- The JSON an event's data lines hold, or nil.
+local function event_json(text, first, last)
+  local data, at = {}, first
+  while at <= last do
+    local newline = text:find("\n", at, true) or last + 1
+    local line_end = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
+    if text:sub(at, at + 4) == "data:" then
+      local from = byte(text, at + 5) == 32 and at + 6 or at + 5
+      data[#data + 1] = text:sub(from, line_end)
+    end
+    at = newline + 1
+  end
+  return #data > 0 and json_read(table.concat(data, "\n")) or nil
+end
+
+local function object_follows(text, after_key)
+  local at = skip_space(text, after_key)
+  if at == nil or byte(text, at) ~= 58 then
+    return false
+  end
+  at = skip_space(text, at + 1)
+  return at ~= nil and byte(text, at) == 123
+end
+
+-- The usage fields an event's JSON reports (nil: none).
+local function reported(event)
+  local fields = object_of(event)
+  if fields == nil then
+    return nil
+  end
+  local found = object_of(fields.usage) and usage_fields(fields.usage) or {}
+  local message = object_of(fields.message)
+  if message ~= nil and object_of(message.usage) then
+    for name, value in pairs(usage_fields(message.usage)) do
+      if not NOT_FINAL[name] then
+        found[name] = value
+      end
+    end
+  end
+  return next(found) ~= nil and found or nil
+end
+
+-- Calls visit(first, last, event) for each event of text[1, length] holding a usage object,
+-- `event` its JSON (nil if it is not JSON).
+local function each_usage_event(text, length, visit)
+  local from, floor = 1, 1
+  while true do
+    local key = text:find(USAGE_KEY, from, true)
+    if key == nil or key > length then
+      return
+    end
+    if object_follows(text, key + #USAGE_KEY) then
+      local first, last = event_start(text, key, floor), event_end(text, key)
+      visit(first, last, event_json(text, first, last))
+      from, floor = last + 1, last + 1
+    else
+      from = key + #USAGE_KEY
+    end
+  end
+end
+
+-- A stream's chunks in order: `read(chunk, report)` calls report(fields) for each usage
+-- event the chunk completes.
+local UsageReader = {}
+UsageReader.__index = UsageReader
+
+function UsageReader.new()
+  return setmetatable({held = ""}, UsageReader)
+end
+
+function UsageReader.read(self, chunk, report)
+  local held = self.held
+  local text = held == "" and chunk or held .. chunk
+  local length = whole_length(text, #held)
+  each_usage_event(text, length, function(_, _, event)
+    local fields = reported(event)
+    if fields ~= nil then
+      report(fields)
+    end
+  end)
+  self.held = #text - length <= MAX_HELD and text:sub(length + 1) or ""
+end
+
+-- An OpenAI stream whose usage the client did not ask for: `strip(chunk)` returns what of
+-- the chunk and the unfinished event before it goes on (nil: the chunk as it is), without the
+-- usage event, which OpenAI sends with its "choices" empty (an event with choices goes on).
+local UsageStripper = {}
+UsageStripper.__index = UsageStripper
+
+function UsageStripper.new()
+  return setmetatable({held = ""}, UsageStripper)
+end
+
+local function usage_only(event)
+  local fields = object_of(event)
+  local choices = fields and fields.choices
+  return fields ~= nil and (choices == nil or is_array(choices) and #choices.array == 0)
+end
+
+function UsageStripper.strip(self, chunk)
+  local held = self.held
+  local text = held == "" and chunk or held .. chunk
+  local length = whole_length(text, #held)
+  local kept, from = {}, 1
+  each_usage_event(text, length, function(first, last, event)
+    if usage_only(event) then
+      kept[#kept + 1] = text:sub(from, first - 1)
+      from = last + 1
+    end
+  end)
+  if from == 1 and length == #text and held == "" then
+    return nil
+  end
+  kept[#kept + 1] = text:sub(from, length)
+  self.held = text:sub(length + 1)
+  if #self.held > MAX_HELD then  -- a runaway event goes on as it is
+    kept[#kept + 1], self.held = self.held, ""
+  end
+  return table.concat(kept)
+end
