@@ -32,7 +32,9 @@ from bench.datapath import (
 from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.compiler.direct import only_marked
 from control_plane.compiler.listener import access_log
+from control_plane.compiler.lua_source import to_lua
 from control_plane.compiler.settings import EXT_PROC_CLUSTER
+from control_plane.compiler.translations import translation_source
 from control_plane.policy import load_documents
 from control_plane.xds.resources import CLUSTER, LISTENER, to_dict
 from ext_proc.contract import DIRECT_HEADER
@@ -109,6 +111,54 @@ _LUA_READING_CHUNKS = {"name": "lua", "typed_config": {
         "end\n")}}}
 
 
+def _lua(source: str) -> dict[str, Any]:
+    return {"name": "lua", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": source}}}
+
+
+# What a translation pays Envoy to read and replace a body, without translating it.
+_LUA_BODIES = {
+    "Lua reading the request body whole": _lua(
+        "function envoy_on_request(handle)\n"
+        "  local body = handle:body()\n"
+        "  local text = body:getBytes(0, body:length())\n"
+        "end\n"),
+    "Lua replacing the request body": _lua(
+        "function envoy_on_request(handle)\n"
+        "  local body = handle:body()\n"
+        "  body:setBytes(body:getBytes(0, body:length()))\n"
+        "end\n"),
+    "Lua reading the reply whole": _lua(
+        "function envoy_on_response(handle)\n"
+        "  local body = handle:body()\n"
+        "  local text = body:getBytes(0, body:length())\n"
+        "end\n"),
+    "Lua replacing the reply": _lua(
+        "function envoy_on_response(handle)\n"
+        "  local body = handle:body()\n"
+        "  body:setBytes(body:getBytes(0, body:length()))\n"
+        "  handle:headers():replace('content-type', 'application/json')\n"
+        "end\n"),
+    "Lua reading the reply by chunks": _LUA_READING_CHUNKS,
+    "Lua translating a reply (no body access)": _lua("\n".join((
+        translation_source(), f"local REPLY = {to_lua(fakes.ANTHROPIC_MESSAGE.decode())}",
+        "function envoy_on_response(handle)\n"
+        "  TRANSLATIONS.openai_anthropic.reply(200, REPLY, 'm')\n"
+        "end\n"))),
+    "Lua writing 4 usage fields": _lua(
+        "function envoy_on_response(handle)\n"
+        "  for _, name in ipairs({'a', 'b', 'c', 'd'}) do\n"
+        "    handle:streamInfo():dynamicMetadata():set('switchboard.usage', name, 12)\n"
+        "  end\n"
+        "end\n"),
+}
+
+
+def _each_copy(http_filter: dict[str, Any]) -> Variant:
+    return lambda c, n: (_copies(http_filter, n), None, [])
+
+
 def _listener(name: str) -> Variant:
     return lambda c, n: (_copies(c.listener[name], n), None, [])
 
@@ -142,6 +192,7 @@ VARIANTS: dict[str, Variant] = {
     "upstream: ext_proc skipped by a matcher": lambda c, n: (
         [], [*_copies(only_marked(c.delegate(EXT_PROC), "x-unset"), n), c.upstream[CODEC]],
         []),
+    **{name: _each_copy(lua) for name, lua in _LUA_BODIES.items()},
     STREAM + "plain": lambda c, n: ([], None, []),
     STREAM + "usage reader": lambda c, n: (
         _copies(c.inner("switchboard.stream_usage"), n), None, []),
