@@ -123,19 +123,28 @@ local function each_usage_event(text, length, visit)
   end
 end
 
--- A stream's chunks in order: `read(chunk, report)` calls report(fields) for each usage
--- event the chunk completes.
-local UsageReader = {}
-UsageReader.__index = UsageReader
-
-function UsageReader.new()
-  return setmetatable({held = ""}, UsageReader)
+-- A class of stream objects fed a stream's chunks in order, each holding what a chunk
+-- leaves of an unfinished event (`held`) until the next chunk.
+local function held_events_class()
+  local class = {}
+  class.__index = class
+  function class.new()
+    return setmetatable({held = ""}, class)
+  end
+  -- `chunk` after what was held, and the length of the whole events in it.
+  function class.whole(self, chunk)
+    local held = self.held
+    local text = held == "" and chunk or held .. chunk
+    return text, whole_length(text, #held)
+  end
+  return class
 end
 
+-- `read(chunk, report)` calls report(fields) for each usage event the chunk completes.
+local UsageReader = held_events_class()
+
 function UsageReader.read(self, chunk, report)
-  local held = self.held
-  local text = held == "" and chunk or held .. chunk
-  local length = whole_length(text, #held)
+  local text, length = self:whole(chunk)
   each_usage_event(text, length, function(_, _, event)
     local fields = reported(event)
     if fields ~= nil then
@@ -148,12 +157,7 @@ end
 -- An OpenAI stream whose usage the client did not ask for: `strip(chunk)` returns what of
 -- the chunk and the unfinished event before it goes on (nil: the chunk as it is), without the
 -- usage event, which OpenAI sends with its "choices" empty (an event with choices goes on).
-local UsageStripper = {}
-UsageStripper.__index = UsageStripper
-
-function UsageStripper.new()
-  return setmetatable({held = ""}, UsageStripper)
-end
+local UsageStripper = held_events_class()
 
 local function usage_only(event)
   local fields = object_of(event)
@@ -163,8 +167,7 @@ end
 
 function UsageStripper.strip(self, chunk)
   local held = self.held
-  local text = held == "" and chunk or held .. chunk
-  local length = whole_length(text, #held)
+  local text, length = self:whole(chunk)
   local kept, from = {}, 1
   each_usage_event(text, length, function(first, last, event)
     if usage_only(event) then
