@@ -36,11 +36,12 @@ def _marked(marker: str) -> dict[str, Any]:
 
 
 def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER,
-                unless: str = "") -> dict[str, Any]:
+                unless: tuple[str, ...] = ()) -> dict[str, Any]:
     """The filter, skipped for every request without `marker` (by default: those admission
-    did not mark as forwarded alone), and for those marked `unless` too. Envoy evaluates the
-    match when the request's headers reach the filter, after admission's header mutation."""
-    skipped = [{"not_matcher": _marked(marker)}, *([_marked(unless)] if unless else [])]
+    did not mark as forwarded alone), and for those marked with any of `unless` too. Envoy
+    evaluates the match when the request's headers reach the filter, after admission's
+    header mutation."""
+    skipped = [{"not_matcher": _marked(marker)}, *(_marked(other) for other in unless)]
     return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
         "extension_config": http_filter,
         "xds_matcher": {"matcher_list": {"matchers": [
@@ -91,4 +92,4 @@ def reply_usage() -> dict[str, Any]:
         "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
         {"response_rules": {"rules": rules,
                             "allow_content_types_regex": {"regex": "application/json.*"}}})}
-    return only_marked(json_reply, unless=TRANSLATED_HEADER)
+    return only_marked(json_reply, unless=(TRANSLATED_HEADER,))

@@ -26,15 +26,15 @@ def _lua(name: str, script_name: str) -> dict[str, Any]:
 
 def stream_usage_filter() -> dict[str, Any]:
     """Reads the usage of a stream forwarded alone (the last event naming a field wins).
-    Skipped by the others: the worker reads theirs, and a translated stream's translation
-    reports its usage itself."""
+    Skipped by the others: the worker reads theirs, a translated stream's translation reports
+    its usage itself, and so does the added usage event's remover, which reads the same
+    events (one scan of the stream, not two)."""
     return only_marked(_lua("switchboard.stream_usage", "stream_usage.lua"),
-                       unless=TRANSLATED_HEADER)
+                       unless=(TRANSLATED_HEADER, USAGE_ADDED_HEADER))
 
 
 def added_usage_filter() -> dict[str, Any]:
-    """Takes the usage event out of the OpenAI streams the lane asked for it (LaneRoute's
-    `adds_usage`): skipped for every other request, so only those pay for it. Listed before
-    the stream usage reader, which therefore reads the event first (a reply passes the
-    filters in reverse order)."""
+    """Reads the usage of the OpenAI streams the lane asked for it (LaneRoute's
+    `adds_usage`) and takes its event out: skipped for every other request, so only those
+    pay for it."""
     return only_marked(_lua("switchboard.added_usage", "added_usage.lua"), USAGE_ADDED_HEADER)

@@ -148,10 +148,10 @@ def test_a_streams_usage_is_read_however_it_is_written_and_split(lua_url: str, c
     assert _read(lua_url, stream.encode(), size) == expected
 
 
-def _strip(url: str, stream: bytes, size: int) -> bytes:
+def _strip(url: str, stream: bytes, size: int) -> httpx.Response:
     response = httpx.post(f"{url}strip/{size}", content=stream, timeout=5)
     assert response.status_code == 200
-    return response.content
+    return response
 
 
 STRIPPED: dict[str, tuple[bytes, bytes]] = {
@@ -176,4 +176,8 @@ def test_the_added_usage_event_leaves_the_stream_and_nothing_else(lua_url: str, 
     stream, expected = STRIPPED[case]
     assert expected != stream or case in ("usage riding on a chunk with choices stays",
                                           "no usage event")
-    assert _strip(lua_url, stream, size) == expected
+    stripped = _strip(lua_url, stream, size)
+    assert stripped.content == expected
+    # The stripper reads the usage itself (the usage reader skips these streams).
+    assert reported_usage(stripped) == _read(lua_url, stream, size)
+    assert (reported_usage(stripped) is None) == (case == "no usage event")

@@ -149,21 +149,23 @@ def translation_harness(model: str) -> str:
 
 # POST /read/<size>: the stream read in pieces of that size, its reported usage fields
 # (the last report of each wins) in the header x-usage as above; POST /strip/<size>: the
-# stream without the usage event, fed in pieces of that size.
+# stream without the usage event, fed in pieces of that size, and the usage read on the way
+# in x-usage.
 _STREAM_USAGE_HARNESS = """
 function envoy_on_request(handle)
   local action, size = handle:headers():get(":path"):match("^/(%a+)/(%d+)$")
   local body = handle:body()
   local text = body and body:getBytes(0, body:length()) or ""
   size = tonumber(size)
-  if action == "read" then
-    local reader, fields = UsageReader.new(), nil
-    local function report(found)
-      fields = fields or {}
-      for name, value in pairs(found) do
-        fields[name] = value
-      end
+  local fields
+  local function report(found)
+    fields = fields or {}
+    for name, value in pairs(found) do
+      fields[name] = value
     end
+  end
+  if action == "read" then
+    local reader = UsageReader.new()
     for at = 1, #text, size do
       reader:read(text:sub(at, at + size - 1), report)
     end
@@ -172,9 +174,9 @@ function envoy_on_request(handle)
     local stripper, out = UsageStripper.new(), {}
     for at = 1, #text, size do
       local piece = text:sub(at, at + size - 1)
-      out[#out + 1] = stripper:strip(piece) or piece
+      out[#out + 1] = stripper:strip(piece, report) or piece
     end
-    handle:respond({[":status"] = "200"}, table.concat(out))
+    handle:respond(usage_header(fields), table.concat(out))
   end
 end
 """

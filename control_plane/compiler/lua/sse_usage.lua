@@ -104,9 +104,10 @@ local function reported(event)
   return next(found) ~= nil and found or nil
 end
 
--- Calls visit(first, last, event) for each event of text[1, length] holding a usage object,
--- `event` its JSON (nil if it is not JSON).
-local function each_usage_event(text, length, visit)
+-- For each event of text[1, length] holding a usage object: report(fields) with the usage
+-- fields it reports, if any, then visit(first, last, event) if given, `event` its JSON (nil
+-- if it is not JSON).
+local function each_usage_event(text, length, report, visit)
   local from, floor = 1, 1
   while true do
     local key = text:find(USAGE_KEY, from, true)
@@ -115,7 +116,14 @@ local function each_usage_event(text, length, visit)
     end
     if object_follows(text, key + #USAGE_KEY) then
       local first, last = event_start(text, key, floor), event_end(text, key)
-      visit(first, last, event_json(text, first, last))
+      local event = event_json(text, first, last)
+      local fields = reported(event)
+      if fields ~= nil then
+        report(fields)
+      end
+      if visit ~= nil then
+        visit(first, last, event)
+      end
       from, floor = last + 1, last + 1
     else
       from = key + #USAGE_KEY
@@ -145,18 +153,14 @@ local UsageReader = held_events_class()
 
 function UsageReader.read(self, chunk, report)
   local text, length = self:whole(chunk)
-  each_usage_event(text, length, function(_, _, event)
-    local fields = reported(event)
-    if fields ~= nil then
-      report(fields)
-    end
-  end)
+  each_usage_event(text, length, report)
   self.held = #text - length <= MAX_HELD and text:sub(length + 1) or ""
 end
 
--- An OpenAI stream whose usage the client did not ask for: `strip(chunk)` returns what of
--- the chunk and the unfinished event before it goes on (nil: the chunk as it is), without the
--- usage event, which OpenAI sends with its "choices" empty (an event with choices goes on).
+-- An OpenAI stream whose usage the client did not ask for: `strip(chunk, report)` reads the
+-- usage as `read` does and returns what of the chunk and the unfinished event before it goes
+-- on (nil: the chunk as it is), without the usage event, which OpenAI sends with its
+-- "choices" empty (an event with choices goes on).
 local UsageStripper = held_events_class()
 
 local function usage_only(event)
@@ -165,11 +169,11 @@ local function usage_only(event)
   return fields ~= nil and (choices == nil or is_array(choices) and #choices.array == 0)
 end
 
-function UsageStripper.strip(self, chunk)
+function UsageStripper.strip(self, chunk, report)
   local held = self.held
   local text, length = self:whole(chunk)
   local kept, from = {}, 1
-  each_usage_event(text, length, function(first, last, event)
+  each_usage_event(text, length, report, function(first, last, event)
     if usage_only(event) then
       kept[#kept + 1] = text:sub(from, first - 1)
       from = last + 1
