@@ -150,13 +150,12 @@ def _translator(api: ClientApi, backend: Backend) -> Translator | None:
 
 def _passthrough(api: ClientApi, backend: Backend) -> Passthrough | None:
     """The translator for `api` on `backend` when it can pass bodies through, else None."""
-    translator = _translator(api, backend)
-    return as_passthrough(translator) if translator is not None else None
+    return as_passthrough(_translator(api, backend))
 
 
 def _route(api: ClientApi, backend: Backend) -> LaneRoute | None:
     translator = _translator(api, backend)
-    passthrough = as_passthrough(translator) if translator is not None else None
+    passthrough = as_passthrough(translator)
     if passthrough is None:
         in_envoy = as_translated_in_envoy(translator)
         return _translated_route(in_envoy, backend) if in_envoy is not None else None

@@ -31,7 +31,8 @@ class AnthropicToOpenAI:
         self._status = 0
         self._stream: OpenAIToAnthropicStream | None = None
 
-    # Envoy's lane translates whole requests itself (TranslatedInEnvoy); streams are ours.
+    # Envoy's lane translates the requests it knows all of itself, whole or streamed
+    # (TranslatedInEnvoy); the others are ours.
     envoy_translation: ClassVar[str] = "anthropic_openai"
     reply_api: ClassVar[ClientApi] = ClientApi.OPENAI_CHAT
 

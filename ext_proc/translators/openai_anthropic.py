@@ -39,7 +39,8 @@ class OpenAIToAnthropic:
         self._status = 0
         self._stream: AnthropicToOpenAIStream | None = None
 
-    # Envoy's lane translates the text-only requests itself (TranslatedInEnvoy).
+    # Envoy's lane translates the requests it knows all of itself, whole or streamed
+    # (TranslatedInEnvoy); the others are ours.
     envoy_translation: ClassVar[str] = "openai_anthropic"
     reply_api: ClassVar[ClientApi] = ClientApi.ANTHROPIC_MESSAGES
 
