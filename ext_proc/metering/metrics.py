@@ -21,13 +21,12 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CollectorRegistry
 
 from ext_proc.contract import ClientApi
+from ext_proc.metering.tally import Counter, Histogram, Tally
 from ext_proc.metering.usage import Outcome, UsageRecord
 
 log = structlog.get_logger("metrics")
@@ -153,22 +152,29 @@ def error_type(record: UsageRecord) -> str:
 
 
 class _Series:
-    """One label set's children of every metric: an attempt hashes its labels once."""
+    """One label set's keys into every family, built once: an attempt's counting is then
+    dictionary updates and nothing else."""
 
-    __slots__ = ("_children", "_values")
+    __slots__ = ("common", "details", "input", "keyed", "output")
 
     def __init__(self, labels: AttemptLabels) -> None:
-        self._values = labels.values()
-        self._children: dict[tuple[object, ...], Any] = {}
+        self.common = labels.values()
+        self.input, self.output = (*self.common, "input"), (*self.common, "output")
+        self.details = tuple(((*self.common, token_type), field)
+                             for token_type, field in _DETAILS)
+        self.keyed: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def child(self, metric: MetricWrapperBase, *extra: str) -> Any:
-        """`metric`'s series for these labels, then `extra` values for the metric's own labels
-        in their declared order (each metric declares the common labels first)."""
-        key = (metric, *extra)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*self._values, *extra)
-        return child
+    def key(self, *extra: str) -> tuple[str, ...]:
+        """The common values and `extra`, the same tuple each time."""
+        key = self.keyed.get(extra)
+        if key is None:
+            key = self.keyed[extra] = (*self.common, *extra)
+        return key
+
+
+# The detail token types, and the TokenUsage field that counts each.
+_DETAILS = (("cache_read", "cached_read"), ("cache_creation", "cache_creation"),
+            ("reasoning", "reasoning"))
 
 
 class AttemptMetrics:
@@ -176,59 +182,39 @@ class AttemptMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         common = list(COMMON_LABELS)
-        # Each label set's children: `labels()` validates and locks on every call.
         self._series: dict[AttemptLabels, _Series] = {}
         self.token_usage = Histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used (gen_ai.client.token.usage).",
-            [*common, "gen_ai_token_type"],
-            buckets=TOKEN_BUCKETS,
-            registry=registry,
-        )
+            [*common, "gen_ai_token_type"], TOKEN_BUCKETS)
         self.token_detail = Counter(
             "switchboard_tokens_detail",
             "Cached-read, cache-creation and reasoning tokens (subsets of input/output).",
-            [*common, "gen_ai_token_type"],
-            registry=registry,
-        )
+            [*common, "gen_ai_token_type"])
         self.duration = Histogram(
             "gen_ai_client_operation_duration_seconds",
             "GenAI operation duration (gen_ai.client.operation.duration).",
-            [*common, "error_type"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
+            [*common, "error_type"], DURATION_BUCKETS)
         self.time_to_first_chunk = Histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time to the first streamed chunk (gen_ai.client.operation.time_to_first_chunk).",
-            common,
-            buckets=TTFC_BUCKETS,
-            registry=registry,
-        )
-        self.cost = Counter(
-            "switchboard_cost_usd",
-            "Cost of attempts in USD, where a price is known.",
-            common,
-            registry=registry,
-        )
+            common, TTFC_BUCKETS)
+        self.cost = Counter("switchboard_cost_usd",
+                            "Cost of attempts in USD, where a price is known.", common)
         self.unpriced = Counter(
             "switchboard_unpriced_attempts",
-            "Attempts whose cost is unknown because no price exists for the model.",
-            common,
-            registry=registry,
-        )
+            "Attempts whose cost is unknown because no price exists for the model.", common)
         self.estimated = Counter(
             "switchboard_estimated_usage_attempts",
             "Attempts whose token usage was estimated because the upstream reported none.",
-            common,
-            registry=registry,
-        )
+            common)
         self.attempts = Counter(
             "switchboard_attempts",
             "Upstream attempts, by how they ended and the HTTP status (0: none arrived).",
-            [*common, "outcome", "http_response_status_code"],
-            registry=registry,
-        )
+            [*common, "outcome", "http_response_status_code"])
+        registry.register(Tally(self.token_usage, self.token_detail, self.duration,
+                                self.time_to_first_chunk, self.cost, self.unpriced,
+                                self.estimated, self.attempts))
 
     def observe(self, record: UsageRecord, labels: AttemptLabels) -> None:
         """Record one attempt that reached a provider (or the mock), once."""
@@ -239,32 +225,26 @@ class AttemptMetrics:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = _Series(labels)
-        child = series.child
         usage = record.usage
         if usage.total or usage.estimated:
-            child(self.token_usage, "input").observe(usage.input)
+            self.token_usage.observe(series.input, usage.input)
             if labels.operation != "embeddings":
-                child(self.token_usage, "output").observe(usage.output)
-        for token_type, count in (
-            ("cache_read", usage.cached_read),
-            ("cache_creation", usage.cache_creation),
-            ("reasoning", usage.reasoning),
-        ):
-            if count:
-                child(self.token_detail, token_type).inc(count)
-        child(self.duration, error_type(record)).observe(record.latency_s)
+                self.token_usage.observe(series.output, usage.output)
+        for key, field in series.details:
+            if count := getattr(usage, field):
+                self.token_detail.add(key, count)
+        self.duration.observe(series.key(error_type(record)), record.latency_s)
         if record.ttft_s is not None:
-            child(self.time_to_first_chunk).observe(record.ttft_s)
+            self.time_to_first_chunk.observe(series.common, record.ttft_s)
         if record.cost_usd is None:
-            child(self.unpriced).inc()
+            self.unpriced.add(series.common)
         else:
-            child(self.cost).inc(float(record.cost_usd))
+            self.cost.add(series.common, float(record.cost_usd))
         if usage.estimated:
-            child(self.estimated).inc()
-        child(self.attempts, record.outcome.value, str(record.status)).inc()
+            self.estimated.add(series.common)
+        self.attempts.add(series.key(record.outcome.value, str(record.status)))
 
     def refused(self, labels: AttemptLabels, status: int) -> None:
         """Record an attempt the worker refused (bad request, provider misconfigured)."""
         with never_failing():
-            self.attempts.labels(**labels.as_labels(), outcome=REFUSED,
-                                 http_response_status_code=str(status)).inc()
+            self.attempts.add((*labels.values(), REFUSED, str(status)))

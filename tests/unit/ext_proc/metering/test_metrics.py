@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ext_proc.contract import ClientApi
 from ext_proc.metering.metrics import OPERATION_NAMES, AttemptLabels, AttemptMetrics, error_type
+from ext_proc.metering.tally import Counter
 from ext_proc.metering.usage import Outcome, TokenUsage, UsageRecord
 
 LABELS = AttemptLabels(operation="chat", provider_kind="bedrock", provider="aws-east",
@@ -145,9 +146,9 @@ def test_two_registries_do_not_collide() -> None:
 def test_a_metric_that_cannot_be_written_fails_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     metrics = AttemptMetrics(CollectorRegistry())
 
-    def no_room(**labels: str) -> None:
+    def no_room(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics.attempts, "labels", no_room)
+    monkeypatch.setattr(Counter, "add", no_room)
     metrics.observe(record(Decimal(1)), LABELS)
     metrics.refused(LABELS, 503)
