@@ -45,7 +45,7 @@ from ext_proc.outgoing import DROPPED_HEADERS, provider_headers
 from ext_proc.translators.base import ClientRequest, Usage, as_passthrough, body_size
 from ext_proc.translators.common import usage_from_anthropic, usage_from_openai
 from ext_proc.translators.registry import translator_factory
-from ext_proc.view import ProcessorView
+from ext_proc.view import ProcessorView, ProviderView
 
 
 @dataclass(frozen=True)
@@ -100,50 +100,93 @@ USAGE_READERS: Mapping[ClientApi, Callable[[Mapping[str, Any]], Usage]] = {
 }
 
 
-def direct_usage(entry: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAttempt | None:
-    """The usage record of a request Envoy forwarded alone, from its access-log entry; None
-    when the entry is not one (or its API cannot be told). Every request's entry passes here,
-    so fields are looked up one by one (iterating a protobuf map runs in Python)."""
-    common = entry.common_properties
-    metadata = common.metadata.filter_metadata
-    namespace = metadata.get(METADATA_NAMESPACE)
-    marked = namespace.fields.get(DIRECT_METADATA_KEY) if namespace is not None else None
-    if marked is None:
-        return None
-    fields, direct = namespace.fields, marked.struct_value.fields
-    api = client_api_for_path(_text(fields, CLIENT_PATH_KEY))
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """Whom a forwarded request was for and where it went: the same for every request of one
+    key to one model, so read from an entry once per policy version."""
+
+    api: ClientApi
+    reply_api: ClientApi  # a reply Envoy translated was read in the provider's schema
+    provider: ProviderView | None
+    caller: Caller
+    labels: AttemptLabels
+
+
+# Bounds the served cache (paths come from clients); the policy bounds the rest of its key.
+_SERVED_MAX = 4096
+
+
+class DirectUsage:
+    """The usage records of requests Envoy forwarded alone, from their access-log entries.
+    Every request's entry passes here, so fields are looked up one by one (iterating a
+    protobuf map runs in Python), and who each was for is read once (_Served)."""
+
+    def __init__(self) -> None:
+        self._view: ProcessorView | None = None
+        self._served: dict[tuple[bytes, str, str], _Served | None] = {}
+
+    def __call__(self, entry: al.HTTPAccessLogEntry,
+                 view: ProcessorView) -> MeteredAttempt | None:
+        """The record of a request Envoy forwarded alone; None when the entry is not one
+        (or its API cannot be told)."""
+        common = entry.common_properties
+        metadata = common.metadata.filter_metadata
+        namespace = metadata.get(METADATA_NAMESPACE)
+        marked = namespace.fields.get(DIRECT_METADATA_KEY) if namespace is not None else None
+        if marked is None:
+            return None
+        fields = namespace.fields
+        served = self._served_by(view, marked.struct_value, _text(fields, CLIENT_PATH_KEY),
+                                 _text(fields, MODEL_KEY))
+        if served is None:
+            return None
+        reply_fields = metadata.get(REPLY_USAGE_NAMESPACE)
+        reply = reply_usage_object(reply_fields.fields) if reply_fields is not None else {}
+        whole = _whole(served.reply_api, reply)
+        status = entry.response.response_code.value
+        outcome = _outcome(common.response_flags, status, whole)
+        if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
+            status = 0  # Envoy's own answer, not the provider's
+        usage = _usage(served.reply_api, reply, whole, status, _text(fields, BODY_SIZE_KEY),
+                       entry.response.response_body_bytes)
+        labels, started = served.labels, _datetime(common.start_time)
+        cost = (price(view, served.provider, labels.response_model, usage, started)
+                if served.provider is not None else None)
+        stream = fields.get(STREAM_KEY)
+        first_byte = (_seconds(common.time_to_first_upstream_rx_byte)
+                      if stream is not None and stream.bool_value
+                      and common.HasField("time_to_first_upstream_rx_byte") else None)
+        record = UsageRecord(
+            time=started, request_id=entry.request.request_id, team=labels.team,
+            key_id=served.caller.key_id, requested_model=labels.requested_model,
+            provider=labels.provider, provider_model=labels.response_model, usage=usage,
+            cost_usd=cost, status=status, outcome=outcome,
+            latency_s=_seconds(common.time_to_last_downstream_tx_byte),
+            attempt=max(common.upstream_request_attempt_count, 1), ttft_s=first_byte)
+        return MeteredAttempt(record, served.caller, labels)
+
+    def _served_by(self, view: ProcessorView, direct: Any, path: str,
+                   requested: str) -> _Served | None:
+        if view is not self._view or len(self._served) >= _SERVED_MAX:
+            self._view, self._served = view, {}
+        key = (direct.SerializeToString(), path, requested)
+        if key in self._served:
+            return self._served[key]
+        served = self._served[key] = _served(view, direct.fields, path, requested)
+        return served
+
+
+def _served(view: ProcessorView, direct: Any, path: str, requested: str) -> _Served | None:
+    api = client_api_for_path(path)
     if api is None:
         return None
-    # A reply Envoy translated was read in the provider's schema.
-    reply_api = client_api_for_path(_text(direct, "reply_api")) or api
-    reply_fields = metadata.get(REPLY_USAGE_NAMESPACE)
-    reply = reply_usage_object(reply_fields.fields) if reply_fields is not None else {}
-    whole = _whole(reply_api, reply)
-    status = entry.response.response_code.value
-    outcome = _outcome(common.response_flags, status, whole)
-    if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
-        status = 0  # Envoy's own answer, not the provider's
-    usage = _usage(reply_api, reply, whole, status, _text(fields, BODY_SIZE_KEY),
-                   entry.response.response_body_bytes)
-    provider_name, model = _text(direct, "provider"), _text(direct, "model")
+    provider_name = _text(direct, "provider")
     provider = view.providers.get(provider_name)
-    started = _datetime(common.start_time)
-    cost = price(view, provider, model, usage, started) if provider is not None else None
-    requested = _text(fields, MODEL_KEY)
     caller = Caller(_text(direct, "team"), _text(direct, "key_id"))
-    stream = fields.get(STREAM_KEY)
-    first_byte = (_seconds(common.time_to_first_upstream_rx_byte)
-                  if stream is not None and stream.bool_value
-                  and common.HasField("time_to_first_upstream_rx_byte") else None)
-    record = UsageRecord(
-        time=started, request_id=entry.request.request_id, team=caller.team,
-        key_id=caller.key_id, requested_model=requested, provider=provider_name,
-        provider_model=model, usage=usage, cost_usd=cost, status=status, outcome=outcome,
-        latency_s=_seconds(common.time_to_last_downstream_tx_byte),
-        attempt=max(common.upstream_request_attempt_count, 1), ttft_s=first_byte)
-    labels = AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
-                           provider_name, requested, model, caller.team)
-    return MeteredAttempt(record, caller, labels)
+    return _Served(api, client_api_for_path(_text(direct, "reply_api")) or api, provider,
+                   caller, AttemptLabels(OPERATION_NAMES[api], provider.kind if provider else "",
+                                         provider_name, requested, _text(direct, "model"),
+                                         caller.team))
 
 
 def _text(fields: Any, key: str) -> str:

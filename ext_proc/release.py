@@ -30,7 +30,7 @@ from ext_proc.contract import (
     MODEL_KEY,
     RESERVATION_METADATA_KEY,
 )
-from ext_proc.direct import direct_usage
+from ext_proc.direct import DirectUsage
 from ext_proc.ledgers import Ledgers
 from ext_proc.meter import Meter, MeteredAttempt
 from ext_proc.metering.admission_metrics import AdmissionMetrics, AdmissionOutcome
@@ -51,6 +51,7 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
         self._meter = meter
         self._admissions = admissions or AdmissionMetrics(CollectorRegistry())
         self._pending: set[asyncio.Task[None]] = set()
+        self._direct_usage = DirectUsage()
 
     async def StreamAccessLogs(  # noqa: N802 (gRPC method name)
         self,
@@ -72,7 +73,7 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                     admitted[team.string_value,
                              model.string_value if model is not None else ""] += 1
                 attempts = entry.common_properties.upstream_request_attempt_count
-                if (direct := direct_usage(entry, view)) is not None:
+                if (direct := self._direct_usage(entry, view)) is not None:
                     # One record covers the request, however many attempts Envoy made.
                     forwarded.append(direct)
                     attempts = 1

@@ -27,9 +27,11 @@ class TokenUsage:
     estimated: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_read", "cache_creation", "reasoning"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"token count {name} must be >= 0")
+        if min(self.input, self.output, self.cached_read, self.cache_creation,
+               self.reasoning) < 0:  # one test for all: every usage record is built here
+            names = ("input", "output", "cached_read", "cache_creation", "reasoning")
+            raise ValueError(f"token counts must be >= 0: "
+                             f"{[n for n in names if getattr(self, n) < 0]}")
         if self.cached_read + self.cache_creation > self.input:
             raise ValueError("cached_read + cache_creation must be included in input")
         if self.reasoning > self.output:

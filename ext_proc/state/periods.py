@@ -22,21 +22,24 @@ class Period(enum.StrEnum):
 
 
 # The last window of each (period, zone), reused while `now` is in it: every reservation and
-# usage record asks, and a window changes once a day at most.
-_LAST_WINDOW: dict[tuple[Period, str], tuple[datetime, datetime]] = {}
+# usage record asks, and a window changes once a day at most. Its bounds are kept in UTC too:
+# comparing `now` (UTC) with them skips the zone's offset lookups.
+_LAST_WINDOW: dict[tuple[Period, str], tuple[tuple[datetime, datetime], datetime, datetime]] = {}
 
 
 def budget_window(now: datetime, period: Period, tz: str = "UTC") -> tuple[datetime, datetime]:
-    """[start, end) of the period containing ``now``, as aware datetimes in ``tz``.
+    """[start, end) of the period containing ``now``, as aware datetimes in ``tz``; the same
+    tuple for every ``now`` in it.
 
     Boundaries are local midnights, so a day across a DST change is 23 or 25 hours long.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     last = _LAST_WINDOW.get((period, tz))
-    if last is not None and last[0] <= now < last[1]:
-        return last
-    window = _LAST_WINDOW[(period, tz)] = _window(now, period, tz)
+    if last is not None and last[1] <= now < last[2]:
+        return last[0]
+    window = _window(now, period, tz)
+    _LAST_WINDOW[(period, tz)] = (window, window[0].astimezone(UTC), window[1].astimezone(UTC))
     return window
 
 

@@ -7,10 +7,10 @@ Both ledgers share this module, so they differ only in how they apply charges at
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from ext_proc.state.model import (
     Admission,
@@ -23,7 +23,7 @@ from ext_proc.state.model import (
     micros_to_usd,
     usd_to_micros_ceil,
 )
-from ext_proc.state.periods import budget_window, minute_window
+from ext_proc.state.periods import Period, budget_window, minute_window
 
 # Counters outlive their window so that a settle arriving late still finds them.
 COUNTER_GRACE = timedelta(days=1)
@@ -35,8 +35,9 @@ class Unit(enum.StrEnum):
     REQUESTS = "req"
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
+    """One counter's share of a request. A tuple: every record makes one per budget."""
+
     key: str  # counter id, unique per scope and window
     limit: int
     amount: int
@@ -70,18 +71,34 @@ def budget_counter_key(rule: BudgetRule, window_start: datetime) -> str:
     return f"b|{rule.scope}|{rule.period}|{rule.tz}|{to_ms(window_start)}"
 
 
-@functools.lru_cache(maxsize=4096)
-def _budget_counter(rule: BudgetRule, start: datetime, end: datetime) -> tuple[str, int, int]:
-    """A budget's counter in one window, the same for every request in it: its key, its limit
-    in micro-dollars and when it may be dropped."""
-    return (budget_counter_key(rule, start), usd_to_micros_ceil(rule.limit_usd),
-            to_ms(end + COUNTER_GRACE))
+# Each budget counter's last window, key, limit and expiry: the same for every request in
+# the window. Keyed by what they are made of (hashing a whole rule costs more than this).
+_COUNTERS: dict[tuple[str, Period, str, Decimal],
+                tuple[tuple[datetime, datetime], str, int, int]] = {}
+_COUNTERS_MAX = 4096
+
+
+def _budget_counter(rule: BudgetRule, window: tuple[datetime, datetime]) -> tuple[str, int, int]:
+    """A budget's counter in one window (budget_window's tuple): its key, its limit in
+    micro-dollars and when it may be dropped."""
+    made_of = (rule.scope, rule.period, rule.tz, rule.limit_usd)
+    last = _COUNTERS.get(made_of)
+    if last is not None and last[0] is window:
+        return last[1], last[2], last[3]
+    if len(_COUNTERS) >= _COUNTERS_MAX:
+        _COUNTERS.clear()
+    start, end = window
+    key, limit, expires = (budget_counter_key(rule, start), usd_to_micros_ceil(rule.limit_usd),
+                           to_ms(end + COUNTER_GRACE))
+    _COUNTERS[made_of] = (window, key, limit, expires)
+    return key, limit, expires
 
 
 def _budget_charge(rule: BudgetRule, cost_micros: int, now: datetime) -> tuple[Charge, datetime]:
     """`rule`'s charge of `cost_micros` in the window holding `now`, and when that ends."""
-    start, end = budget_window(now, rule.period, rule.tz)
-    key, limit_micros, expires_at_ms = _budget_counter(rule, start, end)
+    window = budget_window(now, rule.period, rule.tz)
+    key, limit_micros, expires_at_ms = _budget_counter(rule, window)
+    end = window[1]
     return Charge(key=key, limit=limit_micros, amount=cost_micros, unit=Unit.USD_MICROS,
                   enforce=rule.on_exceed is not OnExceed.WARN, refundable=True,
                   expires_at_ms=expires_at_ms), end

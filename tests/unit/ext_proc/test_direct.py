@@ -13,7 +13,7 @@ from envoy.data.accesslog.v3 import accesslog_pb2 as al
 
 from ext_proc.access import AccessView, Caller
 from ext_proc.contract import DIRECT_HEADER, REPLY_USAGE_NAMESPACE, ClientApi
-from ext_proc.direct import direct_forward, direct_usage
+from ext_proc.direct import DirectUsage, direct_forward
 from ext_proc.metering.pricing import PriceOverride, PriceTable
 from ext_proc.metering.usage import Outcome, TokenUsage
 from ext_proc.secrets import Secret
@@ -37,6 +37,8 @@ VIEW = ProcessorView(
     direct_forwarding=True,
 )
 CALLER = Caller("search", "sha256:" + "ab" * 32)
+# One for the module: its entries share what each was for, as a worker's do.
+direct_usage = DirectUsage()
 
 
 def metadata(model: str, **extra: Any) -> dict[str, Any]:
