@@ -206,8 +206,14 @@ def _seconds(duration: Any) -> float:
     return float(duration.seconds + duration.nanos / 1e9)
 
 
-# Each usage field the listener reads into metadata, with its place in the reply's object.
-_REPLY_USAGE_PATHS = tuple((name, name.split(".")) for name in REPLY_USAGE_FIELDS)
+def _place(name: str) -> tuple[str, str | None, str]:
+    """A usage field's name in metadata, the object holding it in the reply (None: `usage`
+    itself; the fields nest one level at most) and its own name there."""
+    parent, _, leaf = name.rpartition(".")
+    return name, parent or None, leaf
+
+
+_REPLY_USAGE_PATHS = tuple(_place(name) for name in REPLY_USAGE_FIELDS)
 
 
 def reply_usage_object(fields: Any) -> dict[str, Any]:
@@ -215,15 +221,12 @@ def reply_usage_object(fields: Any) -> dict[str, Any]:
     stream usage reader found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as
     doubles)."""
     usage: dict[str, Any] = {}
-    for name, path in _REPLY_USAGE_PATHS:
+    for name, parent, leaf in _REPLY_USAGE_PATHS:
         value = fields.get(name)
-        if value is None:
-            continue
-        number = value.number_value
-        node = usage
-        for parent in path[:-1]:
-            node = node.setdefault(parent, {})
-        node[path[-1]] = int(number) if number.is_integer() else number
+        if value is not None:
+            number = value.number_value
+            holder = usage if parent is None else usage.setdefault(parent, {})
+            holder[leaf] = int(number) if number.is_integer() else number
     return usage
 
 

@@ -35,12 +35,25 @@ def _marked(marker: str) -> dict[str, Any]:
         "value_match": {"exact": "1"}}}
 
 
+# The filters a match on the request's headers can skip: those that see the request. A
+# filter of replies alone (sse_to_metadata) never sees it, so its match never completes and
+# the filter runs on every reply: measured, an `sse_to_metadata` "skipped" for translated
+# streams cost them ~150 µs of Envoy's CPU each.
+_SEE_REQUESTS = frozenset({
+    "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+    "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+})
+
+
 def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER,
                 unless: tuple[str, ...] = ()) -> dict[str, Any]:
     """The filter, skipped for every request without `marker` (by default: those admission
     did not mark as forwarded alone), and for those marked with any of `unless` too. Envoy
     evaluates the match when the request's headers reach the filter, after admission's
     header mutation."""
+    if http_filter["typed_config"]["@type"] not in _SEE_REQUESTS:
+        raise ValueError(f"{http_filter['name']}: a match on the request cannot skip a filter "
+                         "that does not see the request")
     skipped = [{"not_matcher": _marked(marker)}, *(_marked(other) for other in unless)]
     return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
         "extension_config": http_filter,
