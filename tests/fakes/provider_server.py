@@ -5,7 +5,8 @@ anthropic-version, as Anthropic does); POST /v1/chat/completions answers in Open
 with "stream": true gets the recorded SSE stream, sent in small pieces (with the request header
 x-fake-whole-stream, in one piece with a content-length; with x-fake-hold-after: TEXT, the
 stream stops after the event holding TEXT until the gateway hangs up or for HOLD_SECONDS, as a
-provider slow to end its body does); otherwise the recorded JSON.
+provider slow to end its body does; with x-fake-cut-at: N, the stream's first N bytes alone,
+ended cleanly, as a provider cut inside an event); otherwise the recorded JSON.
 GET /_last returns the last request received (path, headers, body parsed and raw) for
 assertions.
 
@@ -28,6 +29,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # A request header asking for a stream sent whole, with a content-length, not chunked.
 WHOLE_STREAM_HEADER = "x-fake-whole-stream"
 HOLD_AFTER_HEADER = "x-fake-hold-after"
+CUT_AT_HEADER = "x-fake-cut-at"
 HOLD_SECONDS = 2.0
 _REPLAYS = {
     "/v1/messages": ("anthropic", "text"),
@@ -74,6 +76,8 @@ class ProviderServer:
             return True
         if self.last["body"].get("stream") is True:
             events = (FIXTURES / schema / "streams" / f"{case}.sse").read_bytes()
+            if cut_at := headers.get(CUT_AT_HEADER):
+                events = events[:int(cut_at)]
             if headers.get(WHOLE_STREAM_HEADER):  # as some servers do: one body with a length
                 await send(writer, 200, events, "text/event-stream")
             else:

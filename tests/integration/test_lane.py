@@ -32,7 +32,12 @@ from ext_proc.translators.base import Backend
 from ext_proc.translators.common import DEFAULT_ANTHROPIC_VERSION
 from ext_proc.translators.openai_anthropic import OpenAIToAnthropic, openai_completion
 from ext_proc.translators.openai_anthropic_request import to_anthropic
-from tests.fakes.provider_server import FIXTURES, WHOLE_STREAM_HEADER, ProviderServer
+from tests.fakes.provider_server import (
+    CUT_AT_HEADER,
+    FIXTURES,
+    WHOLE_STREAM_HEADER,
+    ProviderServer,
+)
 from tests.integration.test_metering import (
     ANTHROPIC_PLAIN,
     ANTHROPIC_STREAM,
@@ -264,6 +269,26 @@ def test_a_stream_sent_with_a_length_loses_the_length_with_its_usage_event(
     assert "content-length" not in response.headers
     assert b'"choices":[]' not in response.content
     assert response.content.endswith(b"data: [DONE]\n\n")
+
+
+OPENAI_SSE = (FIXTURES / "openai" / "streams" / "text.sse").read_bytes()
+
+
+@pytest.mark.parametrize("inside", ['" à vous', '"prompt_tokens"'],
+                         ids=["a text event", "the usage event"])
+def test_a_stream_the_provider_cuts_inside_an_event_reaches_the_client_as_sent(
+        gateway: Gateway, fake: ProviderServer, inside: str) -> None:
+    """The usage event's remover holds an unfinished event until the next chunk; at the
+    stream's end what it holds goes on, and the request is metered as cut."""
+    cut = OPENAI_SSE.index(inside.encode())
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, json={
+        "model": "gpt-4o-mini", "messages": CHAT, "stream": True},
+        headers={"authorization": f"Bearer {KEY}", CUT_AT_HEADER: str(cut)})
+    assert fake.last["body"]["stream_options"] == {"include_usage": True}  # the lane's
+    assert response.status_code == 200
+    assert response.content == OPENAI_SSE[:cut]
+    row = usage_record(gateway.ledger_path, response.headers["x-request-id"])
+    assert row["estimated"]
 
 
 def test_an_openai_stream_that_asked_for_its_usage_keeps_the_usage_event(

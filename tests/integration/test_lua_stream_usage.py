@@ -166,6 +166,9 @@ STRIPPED: dict[str, tuple[bytes, bytes]] = {
         (_event({**_chunk("a"), "usage": OPENAI_USAGE}) + DONE).encode()),
     "no usage event": ((_event(_chunk("a")) + DONE).encode(),
                        (_event(_chunk("a")) + DONE).encode()),
+    "a stream that ends inside an event keeps its end": (
+        (_event(_chunk("a")) + USAGE_EVENT + 'data: {"choices": [').encode(),
+        (_event(_chunk("a")) + 'data: {"choices": [').encode()),
 }
 
 

@@ -149,8 +149,8 @@ def translation_harness(model: str) -> str:
 
 # POST /read/<size>: the stream read in pieces of that size, its reported usage fields
 # (the last report of each wins) in the header x-usage as above; POST /strip/<size>: the
-# stream without the usage event, fed in pieces of that size, and the usage read on the way
-# in x-usage.
+# stream without the usage event, fed in pieces of that size and then the empty chunk Envoy
+# ends a stream with, and the usage read on the way in x-usage.
 _STREAM_USAGE_HARNESS = """
 function envoy_on_request(handle)
   local action, size = handle:headers():get(":path"):match("^/(%a+)/(%d+)$")
@@ -176,6 +176,7 @@ function envoy_on_request(handle)
       local piece = text:sub(at, at + size - 1)
       out[#out + 1] = stripper:strip(piece, report) or piece
     end
+    out[#out + 1] = stripper:strip("", report) or ""  -- the empty chunk Envoy ends with
     handle:respond(usage_header(fields), table.concat(out))
   end
 end

@@ -160,7 +160,8 @@ end
 -- An OpenAI stream whose usage the client did not ask for: `strip(chunk, report)` reads the
 -- usage as `read` does and returns what of the chunk and the unfinished event before it goes
 -- on (nil: the chunk as it is), without the usage event, which OpenAI sends with its
--- "choices" empty (an event with choices goes on).
+-- "choices" empty (an event with choices goes on). An empty chunk is the stream's end
+-- (Envoy hands Lua one after the last): an event the stream left unfinished goes on as it is.
 local UsageStripper = held_events_class()
 
 local function usage_only(event)
@@ -171,6 +172,10 @@ end
 
 function UsageStripper.strip(self, chunk, report)
   local held = self.held
+  if chunk == "" then
+    self.held = ""
+    return held ~= "" and held or nil
+  end
   local text, length = self:whole(chunk)
   local kept, from = {}, 1
   each_usage_event(text, length, report, function(first, last, event)
