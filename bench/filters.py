@@ -146,6 +146,16 @@ _LUA_BODIES = {
         "function envoy_on_response(handle)\n"
         "  TRANSLATIONS.openai_anthropic.reply(200, REPLY, 'm')\n"
         "end\n"))),
+    # Each copy translates the client's body and puts the same body back, for the next.
+    "Lua translating the request (read, translate, replace)": _lua("\n".join((
+        translation_source(),
+        "local ROUTE = {model = 'm', model_json = '\"m\"'}\n"
+        "function envoy_on_request(handle)\n"
+        "  local body = handle:body()\n"
+        "  local text = body:getBytes(0, body:length())\n"
+        "  assert(TRANSLATIONS.openai_anthropic.request(text, ROUTE))\n"
+        "  body:setBytes(text)\n"
+        "end\n"))),
     "Lua writing 4 usage fields": _lua(
         "function envoy_on_response(handle)\n"
         "  for _, name in ipairs({'a', 'b', 'c', 'd'}) do\n"
