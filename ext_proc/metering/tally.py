@@ -2,8 +2,10 @@
 
 prometheus-client's own instruments take a lock for every value they change (a histogram
 observation takes one per bucket it passes), which costs a worker more than the rest of
-counting an attempt. A worker counts and collects on its event loop's thread alone (the
-pool reads snapshots it writes: ext_proc/pool_metrics.py), so nothing here needs a lock.
+counting an attempt. A worker counts and collects on its event loop's thread (the pool
+reads snapshots it writes: ext_proc/pool_metrics.py), so nothing here takes a lock. A
+collection copies each family's items first, so that one from another thread could not
+fail on a family that gained a series meanwhile.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Counter:
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self._labels)
-        for labels, total in self._totals.items():
+        for labels, total in list(self._totals.items()):
             family.add_metric(labels, total)
         return family
 
@@ -60,7 +62,7 @@ class Histogram:
 
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self._labels)
-        for labels, series in self._series.items():
+        for labels, series in list(self._series.items()):
             cumulated, buckets = 0.0, []
             for upper, count in zip(self._upper, series, strict=False):
                 cumulated += count
