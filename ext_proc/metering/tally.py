@@ -1,8 +1,8 @@
 """Counters and histograms kept as plain numbers, exposed through a registry at collection.
 
 prometheus-client's own instruments take a lock for every value they change (a histogram
-observation takes one per bucket it passes), which costs a worker more than the rest of
-counting an attempt. A worker counts and collects on its event loop's thread (the pool
+observation two, after a Python loop to its bucket), which cost a worker as much as the rest
+of counting an attempt. A worker counts and collects on its event loop's thread (the pool
 reads snapshots it writes: ext_proc/pool_metrics.py), so nothing here takes a lock. A
 collection copies each family's items first, so that one from another thread could not
 fail on a family that gained a series meanwhile.
