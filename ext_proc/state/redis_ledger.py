@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -237,31 +238,22 @@ class RedisLedger:
         )
 
     async def record_usage(self, *records: ChargedRecord) -> None:
-        # One script call each, so a record and its charges stay one atomic step, all sent in
-        # one round trip: a batch is an access-log message's worth of records.
+        # One script call for the batch (an access-log message's worth of records), so each
+        # record and its charges are one atomic step, and the batch one round trip.
+        if not records:
+            return
         now = self._clock()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for charged in records:
-                    keys, args = self._record_call(charged, now)
-                    await self._record(keys=keys, args=args, client=pipe)
-                await pipe.execute()
-        except RedisError as exc:
-            raise LedgerError(f"redis ledger: {exc}") from exc
-
-    def _record_call(self, charged: ChargedRecord, now: datetime) -> tuple[list[str],
-                                                                            list[str | int]]:
-        record = charged.record
         now_ms = to_ms(now)
-        charges = charged.charges(now)
-        keys = [self._key("usage"), self._key("u:", f"{record.request_id}:{record.attempt}")]
-        keys += [self._key("c:", c.key) for c in charges]
-        args: list[str | int] = [self._max_records, self._tomb_ttl_ms, len(charges)]
-        for c in charges:
-            args += [c.amount, max(c.expires_at_ms - now_ms, 1000)]
-        for name, value in encode_record(record).items():
-            args += [name, value]
-        return keys, args
+        keys, batch = [self._key("usage")], []
+        for charged in records:
+            record, charges = charged.record, charged.charges(now)
+            keys.append(self._key("u:", f"{record.request_id}:{record.attempt}"))
+            keys += [self._key("c:", c.key) for c in charges]
+            batch.append(([part for field in encode_record(record).items() for part in field],
+                          [(str(c.amount), str(max(c.expires_at_ms - now_ms, 1000)))
+                           for c in charges]))
+        await self._call(self._record, keys,
+                         [self._max_records, self._tomb_ttl_ms, orjson.dumps(batch).decode()])
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         since_ms = to_ms(since)

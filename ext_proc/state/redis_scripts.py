@@ -115,21 +115,24 @@ return sweep(ARGV[1], KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 )
 
-# KEYS: usage stream, charged marker, counter keys...
-# ARGV: maxlen, marker_ttl_ms, n, then per charge: amount, counter_ttl_ms; then the record's
-#       fields as name, value pairs.
-# Appends the record; the first time this attempt is written, adds its spend to the counters.
+# KEYS: usage stream, then per record its charged marker and its counters' keys.
+# ARGV: maxlen, marker_ttl_ms, then the batch as JSON: per record [its fields as name, value
+#       pairs, [[amount, counter_ttl_ms] per charge]] (one argument: Redis reads each
+#       argument of a call, and a client builds it, at a cost per argument).
+# Appends each record; the first time an attempt is written, adds its spend to the counters.
 RECORD = """
-local n = tonumber(ARGV[3])
-local fields = {}
-for i = 4 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
-  for i = 1, n do
-    local ckey = KEYS[2 + i]
-    redis.call('HINCRBY', ckey, 's', ARGV[2 + 2 * i])
-    if redis.call('PTTL', ckey) == -1 then redis.call('PEXPIRE', ckey, ARGV[3 + 2 * i]) end
+local key = 2
+for _, record in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(record[1]))
+  local charges = record[2]
+  if redis.call('SET', KEYS[key], '1', 'NX', 'PX', ARGV[2]) then
+    for i, charge in ipairs(charges) do
+      local ckey = KEYS[key + i]
+      redis.call('HINCRBY', ckey, 's', charge[1])
+      if redis.call('PTTL', ckey) == -1 then redis.call('PEXPIRE', ckey, charge[2]) end
+    end
   end
+  key = key + 1 + #charges
 end
 return 1
 """
