@@ -182,6 +182,11 @@ VARIANTS: dict[str, Variant] = {
     "plain": lambda c, n: ([], None, []),
     "internal header strip": _listener("envoy.filters.http.header_mutation"),
     "buffer": _listener("envoy.filters.http.buffer"),
+    # A first copy buffers the body; the others find it whole.
+    "buffer (once)": lambda c, n: (_copies(c.listener["envoy.filters.http.buffer"], 1),
+                                   None, []),
+    "request json_to_metadata (once)": lambda c, n: (
+        _copies(c.listener["envoy.filters.http.json_to_metadata"], 1), None, []),
     "header_to_metadata": _listener("envoy.filters.http.header_to_metadata"),
     "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
     "route model header": _listener("switchboard.route_model"),
