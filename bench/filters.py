@@ -187,6 +187,10 @@ VARIANTS: dict[str, Variant] = {
                                    None, []),
     "request json_to_metadata (once)": lambda c, n: (
         _copies(c.listener["envoy.filters.http.json_to_metadata"], 1), None, []),
+    "route model header (once)": lambda c, n: (
+        _copies(c.listener["switchboard.route_model"], 1), None, []),
+    "stdout access log (once)": lambda c, n: ([], None, [access_log()]),
+    "Lua, entered only (once)": lambda c, n: (_copies(_TRIVIAL_LUA, 1), None, []),
     "header_to_metadata": _listener("envoy.filters.http.header_to_metadata"),
     "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
     "route model header": _listener("switchboard.route_model"),
