@@ -191,6 +191,8 @@ VARIANTS: dict[str, Variant] = {
         _copies(c.listener["switchboard.route_model"], 1), None, []),
     "stdout access log (once)": lambda c, n: ([], None, [access_log()]),
     "Lua, entered only (once)": lambda c, n: (_copies(_TRIVIAL_LUA, 1), None, []),
+    "Lua reading the request body whole (once)": lambda c, n: (
+        _copies(_LUA_BODIES["Lua reading the request body whole"], 1), None, []),
     "header_to_metadata": _listener("envoy.filters.http.header_to_metadata"),
     "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
     "route model header": _listener("switchboard.route_model"),
