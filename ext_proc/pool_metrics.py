@@ -1,8 +1,9 @@
 """The workers' metrics, summed over every worker process, for the pool's `/metrics`.
 
-Each worker counts in its own memory, where an update is a lock and an addition (in
-prometheus-client's multiprocess mode every update also wrote a memory-mapped file, a
-quarter of the CPU a worker spends metering a forwarded request). Once a second, and when it
+Each worker counts in its own memory, where an update is an addition (ext_proc/metering/
+tally.py), or a lock and an addition for prometheus-client's counters (in its multiprocess
+mode every update also wrote a memory-mapped file, a quarter of the CPU a worker spends
+metering a forwarded request). Once a second, and when it
 stops, the worker publishes a snapshot of its series to a file named after its pid, in a
 directory the pool creates fresh each time it starts (so counts begin at zero like any
 restarted process's) and removes when it stops. A worker that exits leaves its last
