@@ -46,6 +46,8 @@ from ext_proc.state.plan import (
 from ext_proc.state.redis_scripts import FINISH, RECORD, RESERVE, SWEEP
 
 DEFAULT_PREFIX = "switchboard:{ledger}:"
+# The most usage records one script call writes (~10 ms of the server's time).
+RECORD_CALL_MAX = 500
 DEFAULT_MAX_RECORDS = 1_000_000  # approximate stream cap (XADD MAXLEN ~)
 # Stream ids come from Redis' clock, record times from the gateway's; read this much earlier
 # than ``since`` so clock skew between them cannot hide records.
@@ -238,11 +240,22 @@ class RedisLedger:
         )
 
     async def record_usage(self, *records: ChargedRecord) -> None:
-        # One script call for the batch (an access-log message's worth of records), so each
-        # record and its charges are one atomic step, and the batch one round trip.
-        if not records:
-            return
+        # A script call per RECORD_CALL_MAX records (an access-log message's worth is one),
+        # so each record and its charges are one atomic step, the batch one round trip, and
+        # no call holds the server for long when writes that queued behind a slow one go
+        # together.
         now = self._clock()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for start in range(0, len(records), RECORD_CALL_MAX):
+                    keys, args = self._record_call(records[start:start + RECORD_CALL_MAX], now)
+                    await self._record(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except RedisError as exc:
+            raise LedgerError(f"redis ledger: {exc}") from exc
+
+    def _record_call(self, records: tuple[ChargedRecord, ...],
+                     now: datetime) -> tuple[list[str], list[str | int]]:
         now_ms = to_ms(now)
         keys, batch = [self._key("usage")], []
         for charged in records:
@@ -252,8 +265,7 @@ class RedisLedger:
             batch.append(([part for field in encode_record(record).items() for part in field],
                           [(str(c.amount), str(max(c.expires_at_ms - now_ms, 1000)))
                            for c in charges]))
-        await self._call(self._record, keys,
-                         [self._max_records, self._tomb_ttl_ms, orjson.dumps(batch).decode()])
+        return keys, [self._max_records, self._tomb_ttl_ms, orjson.dumps(batch).decode()]
 
     async def usage_summary(self, by: GroupBy, since: datetime) -> list[UsageRow]:
         since_ms = to_ms(since)

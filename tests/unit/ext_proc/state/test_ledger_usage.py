@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ext_proc.metering.usage import Outcome, UsageRecord
-from ext_proc.state import sqlite_ledger
+from ext_proc.state import redis_ledger, sqlite_ledger
 from ext_proc.state.ledger import ChargedRecord, Ledger
 from ext_proc.state.model import BudgetRule, GroupBy, scope_key
 from ext_proc.state.periods import Period
@@ -146,4 +146,22 @@ async def test_redis_records_a_batch_after_the_server_forgot_its_scripts(
         assert row.attempts == 3
     finally:
         await other.aclose()
+        await ledger.close()
+
+
+async def test_redis_writes_a_large_batch_in_several_script_calls(
+    redis_server: RedisServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_ledger, "RECORD_CALL_MAX", 2)
+    ledger = RedisLedger.from_url(redis_server.url, clock=clock,
+                                  prefix=f"test:{{{uuid.uuid4().hex}}}:")
+    try:
+        # Five records in three calls, one of them twice, across two calls.
+        await store(ledger, record(clock, "a", cost="1"), record(clock, "b", cost="2"),
+                    record(clock, "a", cost="1"), record(clock, "c", cost="4"),
+                    record(clock, "d", cost="8"), budgets=(MONTHLY,))
+        assert (await ledger.budget_status(MONTHLY)).spent_usd == Decimal(15)
+        (row,) = await ledger.usage_summary("team", clock() - timedelta(minutes=1))
+        assert (row.attempts, row.cost_usd) == (4, Decimal(15))
+    finally:
         await ledger.close()
