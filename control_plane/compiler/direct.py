@@ -39,10 +39,10 @@ def _marked(marker: str) -> dict[str, Any]:
 # filter of replies alone (sse_to_metadata) never sees it, so its match never completes and
 # the filter runs on every reply: measured, an `sse_to_metadata` "skipped" for translated
 # streams cost them ~150 µs of Envoy's CPU each.
-_SEE_REQUESTS = frozenset({
-    "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-    "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-})
+_SEE_REQUESTS = frozenset(
+    f"type.googleapis.com/envoy.extensions.filters.http.{name}" for name in (
+        "lua.v3.Lua", "json_to_metadata.v3.JsonToMetadata", "header_mutation.v3.HeaderMutation",
+        "ext_proc.v3.ExternalProcessor", "composite.v3.Composite"))
 
 
 def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER,

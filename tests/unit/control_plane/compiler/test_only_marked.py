@@ -31,3 +31,11 @@ def test_a_filter_of_replies_alone_cannot_be_skipped_by_a_mark() -> None:
         "value": {}}}
     with pytest.raises(ValueError, match="cannot skip a filter that does not see the request"):
         only_marked(sse)
+
+
+@pytest.mark.parametrize("kind", [
+    "header_mutation.v3.HeaderMutation", "ext_proc.v3.ExternalProcessor", "composite.v3.Composite"])
+def test_filters_of_requests_and_replies_can_be_skipped_by_a_mark(kind: str) -> None:
+    http_filter = {"name": "f", "typed_config": {
+        "@type": f"type.googleapis.com/envoy.extensions.filters.http.{kind}"}}
+    assert wrapped_type(only_marked(http_filter)) == http_filter["typed_config"]["@type"]
