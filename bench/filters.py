@@ -90,31 +90,27 @@ def _copies(http_filter: dict[str, Any], copies: int) -> list[dict[str, Any]]:
             for i in range(copies)]
 
 
-_TRIVIAL_LUA = {"name": "lua", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-    "default_source_code": {"inline_string": (
-        "function envoy_on_request(handle)\n"
-        "  local metadata = handle:streamInfo():dynamicMetadata():get('switchboard')\n"
-        "end\n")}}}
 _SKIPPED_HEADER_MUTATION = {"name": "mutation", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3"
              ".HeaderMutation", "mutations": {}}}
-
-
-_LUA_READING_CHUNKS = {"name": "lua", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-    "default_source_code": {"inline_string": (
-        "function envoy_on_response(handle)\n"
-        "  for chunk in handle:bodyChunks() do\n"
-        "    local text = chunk:getBytes(0, chunk:length())\n"
-        "  end\n"
-        "end\n")}}}
 
 
 def _lua(source: str) -> dict[str, Any]:
     return {"name": "lua", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
         "default_source_code": {"inline_string": source}}}
+
+
+_TRIVIAL_LUA = _lua(
+    "function envoy_on_request(handle)\n"
+    "  local metadata = handle:streamInfo():dynamicMetadata():get('switchboard')\n"
+    "end\n")
+_LUA_READING_CHUNKS = _lua(
+    "function envoy_on_response(handle)\n"
+    "  for chunk in handle:bodyChunks() do\n"
+    "    local text = chunk:getBytes(0, chunk:length())\n"
+    "  end\n"
+    "end\n")
 
 
 # What a translation pays Envoy to read and replace a body, without translating it.
@@ -169,8 +165,14 @@ def _each_copy(http_filter: dict[str, Any]) -> Variant:
     return lambda c, n: (_copies(http_filter, n), None, [])
 
 
-def _listener(name: str) -> Variant:
-    return lambda c, n: (_copies(c.listener[name], n), None, [])
+def _once(http_filter: dict[str, Any]) -> Variant:
+    """One copy alone: what the first of a kind costs (a first body reader waits for the
+    body; later copies find it whole)."""
+    return lambda c, n: (_copies(http_filter, 1), None, [])
+
+
+def _listener(name: str, copies: int | None = None) -> Variant:
+    return lambda c, n: (_copies(c.listener[name], copies or n), None, [])
 
 
 # Variants named so weigh the filters on a stream's reply (the fake's OpenAI stream with
@@ -182,21 +184,17 @@ VARIANTS: dict[str, Variant] = {
     "plain": lambda c, n: ([], None, []),
     "internal header strip": _listener("envoy.filters.http.header_mutation"),
     "buffer": _listener("envoy.filters.http.buffer"),
-    # A first copy buffers the body; the others find it whole.
-    "buffer (once)": lambda c, n: (_copies(c.listener["envoy.filters.http.buffer"], 1),
-                                   None, []),
-    "request json_to_metadata (once)": lambda c, n: (
-        _copies(c.listener["envoy.filters.http.json_to_metadata"], 1), None, []),
-    "route model header (once)": lambda c, n: (
-        _copies(c.listener["switchboard.route_model"], 1), None, []),
+    "buffer (once)": _listener("envoy.filters.http.buffer", 1),
+    "request json_to_metadata (once)": _listener("envoy.filters.http.json_to_metadata", 1),
+    "route model header (once)": _listener("switchboard.route_model", 1),
     "stdout access log (once)": lambda c, n: ([], None, [access_log()]),
-    "Lua, entered only (once)": lambda c, n: (_copies(_TRIVIAL_LUA, 1), None, []),
-    "Lua reading the request body whole (once)": lambda c, n: (
-        _copies(_LUA_BODIES["Lua reading the request body whole"], 1), None, []),
+    "Lua, entered only (once)": _once(_TRIVIAL_LUA),
+    "Lua reading the request body whole (once)": _once(
+        _LUA_BODIES["Lua reading the request body whole"]),
     "header_to_metadata": _listener("envoy.filters.http.header_to_metadata"),
     "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
     "route model header": _listener("switchboard.route_model"),
-    "Lua, entered only": lambda c, n: (_copies(_TRIVIAL_LUA, n), None, []),
+    "Lua, entered only": _each_copy(_TRIVIAL_LUA),
     "reply json_to_metadata": lambda c, n: (_copies(c.inner("switchboard.reply_usage"), n),
                                             None, []),
     "a filter skipped by a matcher": lambda c, n: (
@@ -217,7 +215,7 @@ VARIANTS: dict[str, Variant] = {
     STREAM + "plain": lambda c, n: ([], None, []),
     STREAM + "usage reader": lambda c, n: (
         _copies(c.inner("switchboard.stream_usage"), n), None, []),
-    STREAM + "Lua reading each chunk": lambda c, n: (_copies(_LUA_READING_CHUNKS, n), None, []),
+    STREAM + "Lua reading each chunk": _each_copy(_LUA_READING_CHUNKS),
     STREAM + "added usage event taken out": lambda c, n: (
         _copies(c.inner("switchboard.added_usage"), n), None, []),
 }
