@@ -27,7 +27,6 @@ from ext_proc.contract import (
     CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
-    METADATA_NAMESPACE,
     MODEL_KEY,
     REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
@@ -125,17 +124,17 @@ class DirectUsage:
         self._view: ProcessorView | None = None
         self._served: dict[tuple[bytes, str, str], _Served | None] = {}
 
-    def __call__(self, entry: al.HTTPAccessLogEntry,
+    def __call__(self, entry: al.HTTPAccessLogEntry, namespace: Any,
                  view: ProcessorView) -> MeteredAttempt | None:
-        """The record of a request Envoy forwarded alone; None when the entry is not one
-        (or its API cannot be told)."""
-        common = entry.common_properties
-        metadata = common.metadata.filter_metadata
-        namespace = metadata.get(METADATA_NAMESPACE)
-        marked = namespace.fields.get(DIRECT_METADATA_KEY) if namespace is not None else None
+        """The record of a request Envoy forwarded alone, given its entry and the entry's
+        METADATA_NAMESPACE (the caller has read it); None when the entry is not one (or its
+        API cannot be told)."""
+        fields = namespace.fields
+        marked = fields.get(DIRECT_METADATA_KEY)
         if marked is None:
             return None
-        fields = namespace.fields
+        common = entry.common_properties
+        metadata = common.metadata.filter_metadata
         served = self._served_by(view, marked.struct_value, _text(fields, CLIENT_PATH_KEY),
                                  _text(fields, MODEL_KEY))
         if served is None:

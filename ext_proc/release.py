@@ -73,7 +73,7 @@ class ReservationReleaser(als_grpc.AccessLogServiceServicer):
                     admitted[team.string_value,
                              model.string_value if model is not None else ""] += 1
                 attempts = entry.common_properties.upstream_request_attempt_count
-                if (direct := self._direct_usage(entry, view)) is not None:
+                if (direct := self._direct_usage(entry, namespace, view)) is not None:
                     # One record covers the request, however many attempts Envoy made.
                     forwarded.append(direct)
                     attempts = 1

@@ -14,6 +14,7 @@ from envoy.data.accesslog.v3 import accesslog_pb2 as al
 from ext_proc.access import AccessView, Caller
 from ext_proc.contract import DIRECT_HEADER, REPLY_USAGE_NAMESPACE, ClientApi
 from ext_proc.direct import DirectUsage, direct_forward
+from ext_proc.meter import MeteredAttempt
 from ext_proc.metering.pricing import PriceOverride, PriceTable
 from ext_proc.metering.usage import Outcome, TokenUsage
 from ext_proc.secrets import Secret
@@ -38,7 +39,12 @@ VIEW = ProcessorView(
 )
 CALLER = Caller("search", "sha256:" + "ab" * 32)
 # One for the module: its entries share what each was for, as a worker's do.
-direct_usage = DirectUsage()
+_DIRECT_USAGE = DirectUsage()
+
+
+def direct_usage(log: al.HTTPAccessLogEntry, view: ProcessorView) -> MeteredAttempt | None:
+    return _DIRECT_USAGE(log, log.common_properties.metadata.filter_metadata["switchboard"],
+                         view)
 
 
 def metadata(model: str, **extra: Any) -> dict[str, Any]:
