@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -115,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LiteLLM's `litellm` command (default: on PATH); run alongside "
                              "when found")
     parser.add_argument("--litellm-workers", type=int, default=2)
+    parser.add_argument("--portkey", default=None,
+                        help="Portkey's gateway command (npm @portkey-ai/gateway: "
+                             "node_modules/.bin/gateway), run alongside when given")
     parser.add_argument("--label", default="", help="what this run measures (recorded)")
     parser.add_argument("--name", default="datapath", help="results file: results/NAME.json")
 
@@ -196,6 +200,16 @@ class Target:
     url: str
     pids: dict[str, int]  # role -> pid, every process on the request path
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    # The scenarios another gateway serves, each with the headers that route it there;
+    # None: every scenario, with `headers` alone.
+    scenarios: dict[str, dict[str, str]] | None = None
+
+    def serves(self, scenario: Scenario) -> bool:
+        return self.scenarios is None or scenario.name in self.scenarios
+
+    def for_scenario(self, scenario: Scenario) -> Target:
+        extra = (self.scenarios or {}).get(scenario.name, {})
+        return dataclasses.replace(self, headers={**self.headers, **extra}) if extra else self
 
 
 def http_request(url: str, body: bytes | None = None, timeout: float = 2.0,
@@ -320,9 +334,10 @@ def wrk(binary: str, target: Target, path: str, body: bytes, connections: int,
 
 
 def _probe(target: Target, path: str, body: bytes, stream: bool, whole: bytes) -> None:
-    """One request before measuring: the right answer, or no numbers at all."""
+    """One request before measuring: the right answer, or no numbers at all. A gateway
+    answers in the client's schema, whole; plain Envoy hands on the fake's answer."""
     status, answer = http_request(target.url + path, body, timeout=10, headers=target.headers)
-    expected = whole if target.name == "switchboard" else b"data: " if stream else b"{"
+    expected = (b"data: " if stream else b"{") if target.name == "plain" else whole
     if status != 200 or expected not in answer:
         raise RuntimeError(f"{target.name} {path}: {status} {answer[:200]!r} ... "
                            f"{answer[-200:]!r}")
@@ -343,7 +358,7 @@ def measure(binary: str, target: Target, path: str, body: bytes, connections: in
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.others import litellm, litellm_binary
+    from bench.others import litellm, litellm_binary, portkey
 
     binary = ensure_wrk()
     upstream_port, plain_port = free_port(), free_port()
@@ -352,8 +367,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              envoy_admission=args.envoy_admission)
     headers = {"authorization": f"Bearer {BENCH_KEY}"} if args.full_path else {}
     litellm_command = litellm_binary(args.litellm)
-    print(f"LiteLLM: {litellm_command or 'skipped (not installed)'}; Portkey: skipped (it "
-          "binds every interface; these runs stay on loopback)", file=sys.stderr)
+    print(f"LiteLLM: {litellm_command or 'skipped (not installed)'}; "
+          f"Portkey: {args.portkey or 'skipped (no --portkey)'}", file=sys.stderr)
     scenarios = [SCENARIOS[name] for name in args.scenarios]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
@@ -369,14 +384,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if litellm_command:
             targets.append(stack.enter_context(litellm(
                 litellm_command, upstream_port, scenarios, work, args.litellm_workers)))
+        if args.portkey:
+            targets.append(stack.enter_context(portkey(args.portkey, upstream_port, work)))
         wait_until(lambda: http_request(targets[0].url + fakes.OPENAI_BASE + CHAT_PATH,
                                         b"{}")[0] == 200, "plain envoy")
         for scenario in scenarios:
-            # Another gateway serves what plain Envoy serves: OpenAI's schema, untranslated.
-            openai_schema = (scenario.plain_path.endswith(CHAT_PATH)
-                             and scenario.client == "openai")
-            serving = [t for t in targets
-                       if t.name in ("plain", "switchboard") or openai_schema]
+            serving = [t.for_scenario(scenario) for t in targets if t.serves(scenario)]
             runs += _scenario(binary, scenario, serving, args, work)
         up_cpu = sample(up.pid).cpu_s
     return {"label": args.label, "settings": {k: v for k, v in vars(args).items()
