@@ -68,7 +68,16 @@ def _ext_proc_cluster(settings: BootstrapSettings) -> dict[str, Any]:
         "name": EXT_PROC_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "lb_policy": "ROUND_ROBIN",
+        # The worker with the fewest streams open. Each Envoy thread's access log is one
+        # stream for as long as Envoy runs: by round robin, whose start each thread draws
+        # alone, every thread's could land on the same worker, which then meters all
+        # traffic while the others idle.
+        "load_balancing_policy": {"policies": [{"typed_extension_config": {
+            "name": "envoy.load_balancing_policies.least_request",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies."
+                         "least_request.v3.LeastRequest",
+                "selection_method": "FULL_SCAN"}}}]},
         "typed_extension_protocol_options": _http2(),
         # One stream per attempt: the defaults (1024) are far below real load.
         "circuit_breakers": {"thresholds": [{

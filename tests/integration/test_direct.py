@@ -9,6 +9,7 @@ hand as in test_metering.py.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -257,3 +258,23 @@ def test_a_stream_the_worker_translates_carries_no_cost_either(
     assert delta.usage.output_tokens > 0
     assert "cost" not in delta.usage.model_dump(exclude_unset=True)
     assert cost_of(usage_record(gateway.ledger_path, request_id)) == OPENAI_STREAM
+
+
+def test_each_envoy_threads_access_log_goes_to_the_least_busy_worker(
+        gateway: Gateway) -> None:
+    """Each Envoy thread sends its access log over one stream for as long as it runs: were
+    the streams spread by round robin, whose start each thread draws alone, every thread's
+    could land on one worker, which would then meter all the traffic alone."""
+    threads = gateway.envoy_threads()
+    deadline = time.monotonic() + 20
+    while sum((streams := gateway.worker_streams()).values()) < threads:
+        assert time.monotonic() < deadline, streams
+        # Fresh connections, spread by the kernel over Envoy's threads, each thread's log
+        # stream opened by its first metered request.
+        with httpx.Client(timeout=10) as client:
+            response = client.post(f"{gateway.url}/v1/chat/completions", json={
+                "model": "gpt-4o-mini", "messages": CHAT},
+                headers={"authorization": f"Bearer {KEY}"})
+        assert response.status_code == 200
+    assert sum(streams.values()) == threads  # nothing else holds a stream open
+    assert max(streams.values()) - min(streams.values()) <= 1, streams

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from control_plane.compiler.settings import EXT_PROC_CLUSTER
 from tests.support.ports import free_port
 
 START_TIMEOUT_S = 40.0
@@ -41,6 +42,21 @@ class Gateway:
         text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/stats", timeout=5, params={
             "filter": r"^http\.switchboard\.ext_proc\.stream_msgs_sent$"}).text
         return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line.strip())
+
+    def worker_streams(self) -> dict[str, int]:
+        """Streams open from Envoy to each worker (by its socket), Envoy's own count."""
+        text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/clusters", timeout=5).text
+        streams = {}
+        for line in text.splitlines():  # switchboard_ext_proc::<socket>::rq_active::<n>
+            cluster, _, rest = line.partition("::")
+            host, found, count = rest.partition("::rq_active::")
+            if cluster == EXT_PROC_CLUSTER and found:
+                streams[host] = int(count)
+        return streams
+
+    def envoy_threads(self) -> int:
+        info = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/server_info", timeout=5)
+        return int(info.json()["command_line_options"]["concurrency"])
 
     @property
     def url(self) -> str:
