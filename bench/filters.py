@@ -195,8 +195,8 @@ VARIANTS: dict[str, Variant] = {
     "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
     "route model header": _listener("switchboard.route_model"),
     "Lua, entered only": _each_copy(_TRIVIAL_LUA),
-    "reply json_to_metadata": lambda c, n: (_copies(c.inner("switchboard.reply_usage"), n),
-                                            None, []),
+    "reply usage reader (a whole reply)": lambda c, n: (
+        _copies(c.inner("switchboard.reply_usage"), n), None, []),
     "a filter skipped by a matcher": lambda c, n: (
         _copies(only_marked(_SKIPPED_HEADER_MUTATION, "x-unset"), n), None, []),
     "ext_proc skipped by a matcher": lambda c, n: (
@@ -214,7 +214,7 @@ VARIANTS: dict[str, Variant] = {
     **{name: _each_copy(lua) for name, lua in _LUA_BODIES.items()},
     STREAM + "plain": lambda c, n: ([], None, []),
     STREAM + "usage reader": lambda c, n: (
-        _copies(c.inner("switchboard.stream_usage"), n), None, []),
+        _copies(c.inner("switchboard.reply_usage"), n), None, []),
     STREAM + "Lua reading each chunk": _each_copy(_LUA_READING_CHUNKS),
     STREAM + "added usage event taken out": lambda c, n: (
         _copies(c.inner("switchboard.added_usage"), n), None, []),

@@ -4,11 +4,11 @@ When the policy turns `gateway.reply_cost` off, admission looks at a request tha
 target: if the provider takes its body as it is (same API, the model named as the provider
 names it, a stream that asks for its usage), admission sets the provider's path, host and
 credential on the request itself and marks it with DIRECT_HEADER, which makes every attempt
-skip the upstream ext_proc. Envoy reads the reply's usage (json_to_metadata, or for a
-stream a Lua reader: control_plane/compiler/stream_usage.py) and hands it over, with what
-admission noted, in the access-log entry of the finished request; the usage record is
-built from that entry. One worker message per request instead of four; the price is that
-the reply carries no cost, since it has left before anyone priced it.
+skip the upstream ext_proc. Envoy reads the reply's usage (a Lua reader of a whole reply's
+usage object or a stream's usage events: control_plane/compiler/reply_usage.py) and hands it
+over, with what admission noted, in the access-log entry of the finished request; the usage
+record is built from that entry. One worker message per request instead of four; the price
+is that the reply carries no cost, since it has left before anyone priced it.
 """
 
 from __future__ import annotations

@@ -11,9 +11,6 @@ from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     DIRECT_HEADER,
     INTERNAL_HEADER_PREFIX,
-    REPLY_USAGE_FIELDS,
-    REPLY_USAGE_NAMESPACE,
-    TRANSLATED_HEADER,
 )
 
 
@@ -91,18 +88,3 @@ def strip_internal_headers() -> dict[str, Any]:
             {"remove_on_match": {"key_matcher": {"prefix": INTERNAL_HEADER_PREFIX}}}]}})}
 
 
-def reply_usage() -> dict[str, Any]:
-    """The usage of a whole reply forwarded alone, field by field into metadata that the access
-    log carries to the workers (a stream's is read by stream_usage.stream_usage_filter). Other
-    replies skip it: the worker reads theirs, and the lane's translation, which reads each
-    reply it translates anyway, writes the same fields itself
-    (control_plane/compiler/lua/translated_reply.lua)."""
-    rules = [{"selectors": [{"key": key} for key in ("usage", *field.split("."))],
-              "on_present": {"metadata_namespace": REPLY_USAGE_NAMESPACE, "key": field,
-                             "type": "NUMBER"}}
-             for field in REPLY_USAGE_FIELDS]
-    json_reply = {"name": "switchboard.reply_usage", "typed_config": any_of(
-        "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-        {"response_rules": {"rules": rules,
-                            "allow_content_types_regex": {"regex": "application/json.*"}}})}
-    return only_marked(json_reply, unless=(TRANSLATED_HEADER,))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.compiler.direct import forwards_directly, reply_usage, unless_marked
+from control_plane.compiler.direct import forwards_directly, unless_marked
 from control_plane.compiler.lane import admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
+from control_plane.compiler.reply_usage import added_usage_filter, reply_usage_filter
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
     LISTENER_NAME,
     ROUTE_CONFIG_NAME,
     GatewaySettings,
 )
-from control_plane.compiler.stream_usage import added_usage_filter, stream_usage_filter
 from control_plane.compiler.translations import translated_reply_filter
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
@@ -155,7 +155,7 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
                      *([translated_reply_filter()] if forwards_directly(policy) else []),
                      unless_marked(admission[0], DIRECT_HEADER, ADMITTED_HEADER)]
     if forwards_directly(policy):
-        admission.extend((reply_usage(), stream_usage_filter()))
+        admission.append(reply_usage_filter())
     return [
         # Before anything reads them: a client must never set our internal headers.
         _filter("envoy.filters.http.header_mutation",

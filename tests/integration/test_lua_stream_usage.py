@@ -184,3 +184,58 @@ def test_the_added_usage_event_leaves_the_stream_and_nothing_else(lua_url: str, 
     # The stripper reads the usage itself (the usage reader skips these streams).
     assert reported_usage(stripped) == _read(lua_url, stream, size)
     assert (reported_usage(stripped) is None) == (case == "no usage event")
+
+
+def _whole(url: str, reply: bytes) -> dict[str, Any] | None:
+    response = httpx.post(f"{url}whole/0", content=reply, timeout=5)
+    assert response.status_code == 200
+    return reported_usage(response)
+
+
+FIXTURE_REPLIES = {f"{api.name.lower()} {path.stem}": (api, path.read_bytes())
+                   for api, provider in ((ClientApi.OPENAI_CHAT, "openai"),
+                                         (ClientApi.ANTHROPIC_MESSAGES, "anthropic"))
+                   for path in sorted((FIXTURES / provider / "responses").iterdir())}
+
+
+@pytest.mark.parametrize("case", FIXTURE_REPLIES)
+def test_a_fixture_replys_usage_is_what_a_worker_reads(lua_url: str, case: str) -> None:
+    api, reply = FIXTURE_REPLIES[case]
+    backend = Backend("p", api.value, "https://example.com", "m")
+    translator = (OpenAIToOpenAI(api, backend) if api is ClientApi.OPENAI_CHAT
+                  else AnthropicToAnthropic(api, backend))
+    expected = translator.response_body(reply).usage
+    assert expected is not None
+    assert USAGE_READERS[api](_whole(lua_url, reply) or {}) == expected
+
+
+# What a whole reply written so reports: its top-level usage object's fields.
+EDGE_REPLIES: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "usage last": (orjson.dumps({"id": "x", "choices": [], "usage": OPENAI_USAGE}).decode(),
+                   OPENAI_FIELDS),
+    "usage first, spaces and line ends": (
+        '{ "usage" :\n { "prompt_tokens" : 3 , "completion_tokens" : 4 } ,\r\n "id" : "x" ,'
+        ' "n" : [1, {"a": "}"}] }\n', {"prompt_tokens": 3, "completion_tokens": 4}),
+    "a usage key nested before the top-level one": (
+        orjson.dumps({"x_meta": {"usage": {"prompt_tokens": 9}},
+                      "usage": {"prompt_tokens": 1}, "z": True}).decode(),
+        {"prompt_tokens": 1}),
+    "a usage key nested after the top-level one": (
+        orjson.dumps({"usage": {"prompt_tokens": 1},
+                      "x_meta": {"usage": {"prompt_tokens": 9}}}).decode(),
+        {"prompt_tokens": 1}),
+    "only a nested usage key": (
+        orjson.dumps({"choices": [{"usage": {"prompt_tokens": 9}}]}).decode(), None),
+    "usage written in the text is not the usage": (
+        orjson.dumps({"choices": [{"message": {
+            "content": 'it said "usage": {"prompt_tokens": 9}}'}}]}).decode(), None),
+    "a usage that is not an object": ('{"usage": null, "id": "x"}', None),
+    "not JSON": ('{"usage": {"prompt_tokens": 1}', None),
+    "not an object": ('[{"usage": {"prompt_tokens": 1}}]', None),
+}
+
+
+@pytest.mark.parametrize("case", EDGE_REPLIES)
+def test_a_whole_reply_reports_its_top_level_usage(lua_url: str, case: str) -> None:
+    reply, expected = EDGE_REPLIES[case]
+    assert _whole(lua_url, reply.encode()) == expected

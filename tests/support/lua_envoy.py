@@ -150,7 +150,8 @@ def translation_harness(model: str) -> str:
 # POST /read/<size>: the stream read in pieces of that size, its reported usage fields
 # (the last report of each wins) in the header x-usage as above; POST /strip/<size>: the
 # stream without the usage event, fed in pieces of that size and then the empty chunk Envoy
-# ends a stream with, and the usage read on the way in x-usage.
+# ends a stream with, and the usage read on the way in x-usage; POST /whole/0: the usage
+# fields of a whole JSON reply.
 _STREAM_USAGE_HARNESS = """
 function envoy_on_request(handle)
   local action, size = handle:headers():get(":path"):match("^/(%a+)/(%d+)$")
@@ -164,7 +165,13 @@ function envoy_on_request(handle)
       fields[name] = value
     end
   end
-  if action == "read" then
+  if action == "whole" then
+    local found = whole_reply_usage(text)
+    if found ~= nil then
+      report(found)
+    end
+    handle:respond(usage_header(fields), "")
+  elseif action == "read" then
     local reader = UsageReader.new()
     for at = 1, #text, size do
       reader:read(text:sub(at, at + size - 1), report)

@@ -257,6 +257,44 @@ read_value = function(text, at)
   return {number = text:sub(at, after - 1), integer = integer}, after
 end
 
+-- Just past the value that starts at `at`, found without reading it (nil: it does not end).
+-- A byte loop: string.find with a character class would stop LuaJIT's compiler.
+local function value_end(text, at)
+  local code = byte(text, at)
+  if code == 34 then
+    local close = string_end(text, at)
+    return close and close + 1
+  end
+  if code ~= 123 and code ~= 91 then  -- a number, true, false or null
+    while code ~= nil and code ~= 44 and code ~= 125 and code ~= 93 and code ~= 32
+        and code ~= 10 and code ~= 13 and code ~= 9 do
+      at = at + 1
+      code = byte(text, at)
+    end
+    return code and at
+  end
+  local depth = 0
+  while code ~= nil do
+    if code == 34 then
+      local close = string_end(text, at)
+      if close == nil then
+        return nil
+      end
+      at = close
+    elseif code == 123 or code == 91 then
+      depth = depth + 1
+    elseif code == 125 or code == 93 then
+      depth = depth - 1
+      if depth == 0 then
+        return at + 1
+      end
+    end
+    at = at + 1
+    code = byte(text, at)
+  end
+  return nil
+end
+
 local SIMPLE_ESCAPES = {[34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f",
                         [110] = "\n", [114] = "\r", [116] = "\t"}
 

@@ -104,6 +104,55 @@ local function reported(event)
   return next(found) ~= nil and found or nil
 end
 
+-- The usage fields a whole JSON reply reports (nil: none): its top-level "usage" object,
+-- found by a scan that skips the reply's other values, and that object alone read.
+-- Whether the value ending just before `after` is the last of the top-level object: what
+-- follows it is key-value pairs, then the object's close, then nothing. An object nested in
+-- the reply would be closed first, its parent after.
+local function closes_top_level(text, after)
+  local at = skip_space(text, after)
+  while at ~= nil and byte(text, at) == 44 do
+    at = skip_space(text, at + 1)
+    local key_end = at and byte(text, at) == 34 and string_end(text, at)
+    at = key_end and skip_space(text, key_end + 1)
+    if at == nil or byte(text, at) ~= 58 then
+      return false
+    end
+    at = skip_space(text, at + 1)
+    local value = at and value_end(text, at)
+    at = value and skip_space(text, value)
+  end
+  return at ~= nil and byte(text, at) == 125 and skip_space(text, at + 1) == nil
+end
+
+-- The usage fields a whole JSON reply reports (nil: none): its top-level "usage" object,
+-- looked for from the end, where providers put it, among the keys named "usage" (a plain
+-- search: a quote inside a string is escaped), and that object alone read. Nothing before
+-- the object is read; a reply that is not JSON is the worker's to estimate either way.
+local function whole_reply_usage(text)
+  local keys, from = {}, 1
+  while true do
+    local key = text:find(USAGE_KEY, from, true)
+    if key == nil then
+      break
+    end
+    keys[#keys + 1] = key
+    from = key + #USAGE_KEY
+  end
+  for index = #keys, 1, -1 do
+    local colon = skip_space(text, keys[index] + #USAGE_KEY)
+    local open = colon and byte(text, colon) == 58 and skip_space(text, colon + 1)
+    if open and byte(text, open) == 123 then
+      local after = value_end(text, open)
+      if after and closes_top_level(text, after) then
+        local found = usage_fields(json_read(text:sub(open, after - 1)))
+        return next(found) ~= nil and found or nil
+      end
+    end
+  end
+  return nil
+end
+
 -- For each event of text[1, length] holding a usage object: report(fields) with the usage
 -- fields it reports, if any, then visit(first, last, event) if given, `event` its JSON (nil
 -- if it is not JSON).

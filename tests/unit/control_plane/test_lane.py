@@ -145,18 +145,14 @@ def test_the_listener_runs_the_lane_before_the_workers_admission() -> None:
     # the usage readers: the usage is read from the provider's reply.
     assert names[lane + 1:lane + 4] == ["switchboard.added_usage", "switchboard.translated_reply",
                                         "envoy.filters.http.ext_proc"]
-    assert names.index("switchboard.stream_usage") > lane + 3
     assert names.index("switchboard.reply_usage") > lane + 3
-    # Those readers skip what the lane translated: its translation reports the usage itself;
-    # the stream's, what the added usage event's remover reads.
-    for reader, markers in (
-            ("switchboard.reply_usage", [None, "x-switchboard-translated"]),
-            ("switchboard.stream_usage",
-             [None, "x-switchboard-translated", "x-switchboard-usage-added"])):
-        skipped = hcm["http_filters"][names.index(reader)]["typed_config"]["xds_matcher"]
-        assert [m["predicate"].get("single_predicate", {}).get("input", {}).get(
-            "typed_config", {}).get("header_name")
-            for m in skipped["matcher_list"]["matchers"]] == markers
+    # The reader skips what the lane translated, whose translation reports the usage itself,
+    # and the streams whose usage the added usage event's remover reads.
+    skipped = hcm["http_filters"][names.index("switchboard.reply_usage")]["typed_config"][
+        "xds_matcher"]
+    assert [m["predicate"].get("single_predicate", {}).get("input", {}).get(
+        "typed_config", {}).get("header_name") for m in skipped["matcher_list"]["matchers"]] \
+        == [None, "x-switchboard-translated", "x-switchboard-usage-added"]
     translator = hcm["http_filters"][lane + 2]["typed_config"]
     [marked] = translator["xds_matcher"]["matcher_list"]["matchers"]  # skipped unless marked
     assert marked["predicate"]["not_matcher"]["single_predicate"]["input"]["typed_config"][

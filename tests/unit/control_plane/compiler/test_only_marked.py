@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from control_plane.compiler.direct import only_marked, reply_usage
-from control_plane.compiler.stream_usage import added_usage_filter, stream_usage_filter
+from control_plane.compiler.direct import only_marked
+from control_plane.compiler.reply_usage import added_usage_filter, reply_usage_filter
 from control_plane.compiler.translations import translated_reply_filter
 
 
@@ -17,14 +17,13 @@ def wrapped_type(http_filter: dict[str, Any]) -> str:
 
 
 def test_the_filters_skipped_by_a_mark_see_the_request() -> None:
-    assert {wrapped_type(f) for f in (reply_usage(), stream_usage_filter(),
-                                      added_usage_filter(), translated_reply_filter())} == {
-        "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-        "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata"}
+    assert {wrapped_type(f) for f in (reply_usage_filter(), added_usage_filter(),
+                                      translated_reply_filter())} == {
+        "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"}
 
 
 def test_a_filter_of_replies_alone_cannot_be_skipped_by_a_mark() -> None:
-    sse = {"name": "switchboard.stream_usage", "typed_config": {
+    sse = {"name": "switchboard.sse_usage", "typed_config": {
         "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
         "type_url": "type.googleapis.com/"
                     "envoy.extensions.filters.http.sse_to_metadata.v3.SseToMetadata",
