@@ -216,9 +216,8 @@ _REPLY_USAGE_PATHS = tuple(_place(name) for name in REPLY_USAGE_FIELDS)
 
 
 def reply_usage_object(fields: Any) -> dict[str, Any]:
-    """The reply's `usage` object as it wrote it, from the fields json_to_metadata or the
-    stream usage reader found ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as
-    doubles)."""
+    """The reply's `usage` object as it wrote it, from the fields Envoy's usage reader found
+    ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles)."""
     usage: dict[str, Any] = {}
     for name, parent, leaf in _REPLY_USAGE_PATHS:
         value = fields.get(name)
