@@ -48,14 +48,26 @@ def only_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER,
     did not mark as forwarded alone), and for those marked with any of `unless` too. Envoy
     evaluates the match when the request's headers reach the filter, after admission's
     header mutation."""
+    return _skipped(http_filter, [{"not_matcher": _marked(marker)},
+                                  *(_marked(other) for other in unless)])
+
+
+def skipped_if_marked(http_filter: dict[str, Any], marker: str = DIRECT_HEADER
+                      ) -> dict[str, Any]:
+    """The filter, skipped for the requests marked with `marker` (by default: those
+    admission marked as forwarded alone)."""
+    return _skipped(http_filter, [_marked(marker)])
+
+
+def _skipped(http_filter: dict[str, Any], predicates: list[dict[str, Any]]) -> dict[str, Any]:
     if http_filter["typed_config"]["@type"] not in _SEE_REQUESTS:
         raise ValueError(f"{http_filter['name']}: a match on the request cannot skip a filter "
                          "that does not see the request")
-    skipped = [{"not_matcher": _marked(marker)}, *(_marked(other) for other in unless)]
     return {"name": http_filter["name"], "typed_config": any_of(_MATCHING, {
         "extension_config": http_filter,
         "xds_matcher": {"matcher_list": {"matchers": [
-            {"predicate": predicate, "on_match": {"action": _SKIP}} for predicate in skipped]}},
+            {"predicate": predicate, "on_match": {"action": _SKIP}}
+            for predicate in predicates]}},
     })}
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from control_plane.compiler.direct import strip_internal_headers, unless_marked
+from control_plane.compiler.direct import (
+    skipped_if_marked,
+    strip_internal_headers,
+    unless_marked,
+)
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
     ROUTE_TARGET_MODEL_KEY,
@@ -107,11 +111,22 @@ def upstream_filters(settings: GatewaySettings, target_model: TargetModelSource,
     }
     worker = {"name": "envoy.filters.http.ext_proc", "typed_config": any_of(
         "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", ext_proc)}
+    codec = {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
+        "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})}
+    if not direct:
+        return [_header_mutation("envoy.filters.http.header_mutation", mutation), worker, codec]
+    # The worker's headers are only for the attempts that reach a worker: a request forwarded
+    # alone would have them set and removed again (~20,000 instructions, callgrind).
+    mutations = mutation["mutations"]
     return [
-        {"name": "envoy.filters.http.header_mutation", "typed_config": any_of(
-            "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation", mutation)},
-        *([unless_marked(worker, DIRECT_HEADER), strip_internal_headers()] if direct
-          else [worker]),
-        {"name": "envoy.filters.http.upstream_codec", "typed_config": any_of(
-            "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", {})},
-    ]
+        skipped_if_marked(_header_mutation(
+            "switchboard.worker_headers",
+            {"mutations": {"request_mutations": mutations["request_mutations"]}})),
+        _header_mutation("switchboard.reply_headers",
+                         {"mutations": {"response_mutations": mutations["response_mutations"]}}),
+        unless_marked(worker, DIRECT_HEADER), strip_internal_headers(), codec]
+
+
+def _header_mutation(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "typed_config": any_of(
+        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation", config)}
