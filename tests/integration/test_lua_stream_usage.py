@@ -229,6 +229,8 @@ EDGE_REPLIES: dict[str, tuple[str, dict[str, Any] | None]] = {
     "usage written in the text is not the usage": (
         orjson.dumps({"choices": [{"message": {
             "content": 'it said "usage": {"prompt_tokens": 9}}'}}]}).decode(), None),
+    "a key ending in an escaped quote and usage is not the usage": (
+        '{"say \\"usage": {"prompt_tokens": 9}}', None),
     "a usage that is not an object": ('{"usage": null, "id": "x"}', None),
     "not JSON": ('{"usage": {"prompt_tokens": 1}', None),
     "not an object": ('[{"usage": {"prompt_tokens": 1}}]', None),

@@ -24,6 +24,15 @@ local function skip_space(text, at)
   return code ~= nil and at or nil
 end
 
+-- Whether the quote at `at` is escaped: an odd number of backslashes precedes it.
+local function escaped(text, at)
+  local before = at - 1
+  while byte(text, before) == 92 do
+    before = before - 1
+  end
+  return (at - 1 - before) % 2 == 1
+end
+
 -- Where the string that opens at `at` closes: the first quote after it that an even number of
 -- backslashes precedes. A plain search for quotes is many times faster than stopping at each
 -- escape, and code pasted into a prompt is full of escapes.
@@ -34,11 +43,7 @@ local function string_end(text, at)
     if quote == nil then
       return nil
     end
-    local before = quote - 1
-    while text:byte(before) == 92 do  -- stops at the opening quote at the latest
-      before = before - 1
-    end
-    if (quote - 1 - before) % 2 == 0 then
+    if not escaped(text, quote) then  -- looks back to the opening quote at the latest
       return quote
     end
     from = quote + 1

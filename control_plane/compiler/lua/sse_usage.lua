@@ -104,8 +104,6 @@ local function reported(event)
   return next(found) ~= nil and found or nil
 end
 
--- The usage fields a whole JSON reply reports (nil: none): its top-level "usage" object,
--- found by a scan that skips the reply's other values, and that object alone read.
 -- Whether the value ending just before `after` is the last of the top-level object: what
 -- follows it is key-value pairs, then the object's close, then nothing. An object nested in
 -- the reply would be closed first, its parent after.
@@ -127,8 +125,9 @@ end
 
 -- The usage fields a whole JSON reply reports (nil: none): its top-level "usage" object,
 -- looked for from the end, where providers put it, among the keys named "usage" (a plain
--- search: a quote inside a string is escaped), and that object alone read. Nothing before
--- the object is read; a reply that is not JSON is the worker's to estimate either way.
+-- search: a quote inside a string is escaped, and one found escaped is passed over), and
+-- that object alone read. Nothing before the object is read; a reply that is not JSON is
+-- the worker's to estimate either way.
 local function whole_reply_usage(text)
   local keys, from = {}, 1
   while true do
@@ -136,7 +135,9 @@ local function whole_reply_usage(text)
     if key == nil then
       break
     end
-    keys[#keys + 1] = key
+    if not escaped(text, key) then
+      keys[#keys + 1] = key
+    end
     from = key + #USAGE_KEY
   end
   for index = #keys, 1, -1 do
