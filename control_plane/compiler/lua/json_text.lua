@@ -25,7 +25,7 @@ local function skip_space(text, at)
 end
 
 -- Whether the quote at `at` is escaped: an odd number of backslashes precedes it.
-local function escaped(text, at)
+local function is_escaped(text, at)
   local before = at - 1
   while byte(text, before) == 92 do
     before = before - 1
@@ -43,7 +43,7 @@ local function string_end(text, at)
     if quote == nil then
       return nil
     end
-    if not escaped(text, quote) then  -- looks back to the opening quote at the latest
+    if not is_escaped(text, quote) then  -- looks back to the opening quote at the latest
       return quote
     end
     from = quote + 1

@@ -135,7 +135,7 @@ local function whole_reply_usage(text)
     if key == nil then
       break
     end
-    if not escaped(text, key) then
+    if not is_escaped(text, key) then
       keys[#keys + 1] = key
     end
     from = key + #USAGE_KEY
