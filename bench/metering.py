@@ -6,13 +6,19 @@ access-log service in one process, which builds each usage record, counts its me
 writes it to a real ledger: SQLite in a temporary directory, or a redis-server started on a
 free loopback port. The CPU time of that process, divided by the entries, is the worker's
 cost per forwarded request; a Redis server's own CPU, as it reports it, is given apart.
+With --instructions the process runs under callgrind and its instructions are counted
+instead (bench/callgrind.py): the same count each run, for changes smaller than the CPU
+time's noise (±10 % here).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +32,7 @@ from typing import Any
 from envoy.service.accesslog.v3 import als_pb2
 from prometheus_client import CollectorRegistry
 
+from bench import callgrind
 from bench.datapath import BENCH_KEY, datapath_policy
 from control_plane.compiler.processor import processor_resource
 from control_plane.keys import key_hash
@@ -45,6 +52,7 @@ from ext_proc.release import ReservationReleaser
 from ext_proc.view import ProcessorView, StateView, build_view
 
 MODEL = "bench-passthrough"
+COUNTED_TIMEOUT_S = 1800.0  # under callgrind the process runs ~50 times slower
 REDIS_URL_ENV = "SWITCHBOARD_BENCH_REDIS_URL"
 
 
@@ -54,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entries", type=int, default=70,
                         help="entries per access-log message (Envoy's 64 KiB batches)")
     parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per entry under callgrind instead of CPU time")
     parser.add_argument("--name", default="metering")
 
 
@@ -98,7 +108,10 @@ def _redis_cpu_s(url: str) -> float:
 
 
 async def measure(state: StateView, entries: int, messages: int,
-                  redis_url: str | None = None) -> dict[str, Any]:
+                  redis_url: str | None = None, counts_in: Path | None = None,
+                  ) -> dict[str, Any]:
+    """The worker's cost per entry; `counts_in`: this process runs under callgrind, which
+    dumps its counters there, and its instructions are counted too."""
     view = await _view(state)
     batches = [message(entries) for _ in range(messages + 10)]
     ledgers = Ledgers(tempfile.mkdtemp(prefix="bench-metering-"), "/nonexistent")
@@ -116,10 +129,13 @@ async def measure(state: StateView, entries: int, messages: int,
         await releaser.StreamAccessLogs(stream(batches[:10]), context)  # warm-up: ledger open
         await meter.drain()
         server = _redis_cpu_s(redis_url) if redis_url else 0.0
+        if counts_in is not None:
+            callgrind.zero(os.getpid())
         cpu, wall = time.process_time(), time.perf_counter()
         await releaser.StreamAccessLogs(stream(batches[10:]), context)
         await meter.drain()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        instructions = callgrind.counted(os.getpid(), counts_in) if counts_in else None
         server = _redis_cpu_s(redis_url) - server if redis_url else 0.0
         ledger = await ledgers.get(view.state)
         (row,) = await ledger.usage_summary("team", datetime.fromtimestamp(0, UTC))
@@ -131,7 +147,9 @@ async def measure(state: StateView, entries: int, messages: int,
             "cpu_us_per_entry": round(cpu / served * 1e6, 1),
             "wall_us_per_entry": round(wall / served * 1e6, 1),
             **({"redis_server_cpu_us_per_entry": round(server / served * 1e6, 1)}
-               if redis_url else {})}
+               if redis_url else {}),
+            **({"instructions_per_entry": round(instructions / served)}
+               if instructions is not None else {})}
 
 
 @contextmanager
@@ -144,18 +162,45 @@ def _redis() -> Iterator[StateView]:
         yield StateView("redis", "", f"env:{REDIS_URL_ENV}")
 
 
+def _measured(backend: str, entries: int, messages: int,
+              counts_in: Path | None = None) -> dict[str, Any]:
+    if backend == "sqlite":
+        return asyncio.run(measure(StateView(), entries, messages, counts_in=counts_in))
+    with _redis() as state:
+        return asyncio.run(measure(state, entries, messages, os.environ[REDIS_URL_ENV],
+                                   counts_in))
+
+
+def _counted(backend: str, entries: int, messages: int) -> dict[str, Any]:
+    """_measured in a process of its own under callgrind (this module run as a script)."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as work:
+        done = subprocess.run(
+            [*callgrind.valgrind_command(Path(work)), sys.executable, "-m", "bench.metering",
+             backend, str(entries), str(messages), work],
+            check=False, capture_output=True, text=True, timeout=COUNTED_TIMEOUT_S)
+        if done.returncode != 0:
+            raise RuntimeError(f"the counted run failed:\n{done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results = []
     for backend in args.backends:
-        if backend == "sqlite":
-            result = asyncio.run(measure(StateView(), args.entries, args.messages))
+        if args.instructions:
+            result = _counted(backend, args.entries, args.messages)
         else:
-            with _redis() as state:
-                result = asyncio.run(measure(state, args.entries, args.messages,
-                                             os.environ[REDIS_URL_ENV]))
+            result = _measured(backend, args.entries, args.messages)
         server = result.get("redis_server_cpu_us_per_entry")
+        counted = result.get("instructions_per_entry")
         print(f"{backend:6} {result['entries']} entries, {args.entries} a message: "
-              f"{result['cpu_us_per_entry']} us CPU per entry"
+              + (f"{counted:,} instructions per entry" if counted is not None else
+                 f"{result['cpu_us_per_entry']} us CPU per entry")
               + (f" (the Redis server: {server} us more)" if server is not None else ""))
         results.append(result)
-    return {"metering": results}
+    return {"instructions": args.instructions, "metering": results}
+
+
+if __name__ == "__main__":  # _counted's process: BACKEND ENTRIES MESSAGES DUMP_DIR
+    _backend, _entries, _messages, _dumps = sys.argv[1:]
+    print(json.dumps(_measured(_backend, int(_entries), int(_messages), Path(_dumps))))
