@@ -233,7 +233,7 @@ def _whole(api: ClientApi, reply: Mapping[str, Any]) -> bool:
     embedding's usage is final as soon as it is there)."""
     if api is ClientApi.OPENAI_EMBEDDINGS:
         return bool(reply)
-    return any(name in reply for name in REPLY_FINAL_FIELDS)
+    return not reply.keys().isdisjoint(REPLY_FINAL_FIELDS)
 
 
 def _usage(api: ClientApi, reply: Mapping[str, Any], whole: bool, status: int, body_size: str,

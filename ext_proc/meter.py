@@ -23,6 +23,7 @@ from ext_proc.metering.estimate import BYTES_PER_TOKEN_FLOOR, HeuristicEstimator
 from ext_proc.metering.metrics import AttemptLabels, AttemptMetrics
 from ext_proc.metering.usage import TokenUsage, UsageRecord
 from ext_proc.state.ledger import ChargedRecord, LedgerError
+from ext_proc.state.model import BudgetRule, RateLimitRule
 from ext_proc.translators.base import Usage
 from ext_proc.view import ProcessorView, ProviderView
 
@@ -71,6 +72,25 @@ def format_usd(cost: Decimal) -> str:
     return f"{cost.normalize():f}"
 
 
+def _charged(view: ProcessorView, attempts: tuple[MeteredAttempt, ...]) -> list[ChargedRecord]:
+    """Each attempt's record with the budgets and rate limits it counts against. A batch's
+    attempts mostly come from one key for one model and provider (Envoy's forwarded requests
+    share one caller object per key and model), so the rules found for one attempt are
+    reused for the next while those stay the same."""
+    access, charged = view.access, []
+    asked: tuple[Caller, str, str] | None = None
+    rules: tuple[tuple[BudgetRule, ...], tuple[RateLimitRule, ...]] = ((), ())
+    for attempt in attempts:
+        caller, record = attempt.caller, attempt.record
+        if (asked is None or caller is not asked[0] or record.requested_model != asked[1]
+                or record.provider != asked[2]):
+            asked = (caller, record.requested_model, record.provider)
+            rules = (access.budget_rules(caller, record.requested_model, (record.provider,)),
+                     access.rate_limits(caller))
+        charged.append(ChargedRecord(record, *rules))
+    return charged
+
+
 @dataclass(frozen=True, slots=True)
 class MeteredAttempt:
     """An attempt's usage record, whose key it was, and its metric labels."""
@@ -115,10 +135,7 @@ class Meter:
         self._metrics.refused(labels, status)
 
     async def _write(self, view: ProcessorView, attempts: tuple[MeteredAttempt, ...]) -> None:
-        access = view.access
-        charged = [ChargedRecord(a.record, access.budget_rules(
-            a.caller, a.record.requested_model, (a.record.provider,)),
-            access.rate_limits(a.caller)) for a in attempts]
+        charged = _charged(view, attempts)
         for delay in (*WRITE_RETRY_DELAYS_S, None):
             try:
                 ledger = await self._ledgers.get(view.state)
