@@ -150,10 +150,31 @@ def spend_charges(
 
     Request counts are left out: the admission already counted the request."""
     cost = usd_to_micros_ceil(cost_usd)
-    budget_charges = [_budget_charge(rule, cost, now)[0] for rule in budgets]
-    token_charges = [_rate_charge(limit, Unit.TOKENS, limit.tokens_per_minute, tokens, now)[0]
-                     for limit in rate_limits if limit.tokens_per_minute is not None]
-    return (*budget_charges, *token_charges)
+    return tuple(Charge(c.key, c.limit, cost if c.unit is Unit.USD_MICROS else tokens, c.unit,
+                        c.enforce, c.refundable, c.expires_at_ms)
+                 for c in _spending(budgets, rate_limits, now))
+
+
+# The last rules' spending charges, their amounts left at 0, and from when until when they
+# hold: the records of a write mostly share their rules' objects (ext_proc/meter.py), so
+# each only fills in its amounts. The rules are held and compared by identity.
+_LAST_SPENDING: list[tuple[tuple[BudgetRule, ...], tuple[RateLimitRule, ...], datetime,
+                           datetime, tuple[Charge, ...]]] = []
+
+
+def _spending(budgets: tuple[BudgetRule, ...], rate_limits: tuple[RateLimitRule, ...],
+              now: datetime) -> tuple[Charge, ...]:
+    if _LAST_SPENDING:
+        last_budgets, last_limits, since, until, charges = _LAST_SPENDING[0]
+        if budgets is last_budgets and rate_limits is last_limits and since <= now < until:
+            return charges
+    spent = [_budget_charge(rule, 0, now) for rule in budgets]
+    spent += [_rate_charge(limit, Unit.TOKENS, limit.tokens_per_minute, 0, now)
+              for limit in rate_limits if limit.tokens_per_minute is not None]
+    charges = tuple(charge for charge, _ in spent)
+    until = min((end for _, end in spent), default=now + COUNTER_GRACE)
+    _LAST_SPENDING[:] = [(budgets, rate_limits, now, until, charges)]
+    return charges
 
 
 def is_over(charge: Charge, used: int) -> bool:

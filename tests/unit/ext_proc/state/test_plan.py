@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ext_proc.state.model import BudgetRule
+from ext_proc.state.model import BudgetRule, RateLimitRule
 from ext_proc.state.periods import Period
 from ext_proc.state.plan import Unit, spend_charges
 
@@ -40,3 +40,24 @@ def test_rules_sharing_a_counter_keep_their_own_limits() -> None:
     weekly = BudgetRule(name="team", scope="team:search", limit_usd=Decimal(10),
                         period=Period.WEEK)
     assert budget_charge(weekly, "1", now)[0] != budget_charge(TEAM, "1", now)[0]
+
+
+def test_the_same_rules_charge_each_record_its_own_amounts_in_the_windows_of_its_time() -> None:
+    """A write's records share their rules' objects, whose charges are reused while their
+    windows hold: each record still gets its own amounts, and a new window its counters."""
+    rules, limits = (TEAM,), (RateLimitRule("key:k", None, 1_000),)
+    noon = datetime(2025, 3, 14, 12, tzinfo=UTC)
+
+    def charged(cost: str, tokens: int, now: datetime) -> list[tuple[str, int]]:
+        return [(c.key, c.amount) for c in spend_charges(rules, limits, Decimal(cost), tokens,
+                                                          now)]
+
+    first = charged("1", 10, noon)
+    assert [amount for _, amount in first] == [1_000_000, 10]
+    same_minute = charged("2", 20, noon.replace(second=30))
+    assert same_minute == [(first[0][0], 2_000_000), (first[1][0], 20)]
+    next_minute = charged("1", 10, noon.replace(minute=1))
+    assert next_minute[0][0] == first[0][0] and next_minute[1][0] != first[1][0]
+    next_day = charged("1", 10, datetime(2025, 3, 15, 1, tzinfo=UTC))
+    assert next_day[0][0] != first[0][0]
+    assert charged("1", 10, noon) == first  # a clock set back
