@@ -64,13 +64,12 @@ ADMITTED_HEADER = "x-switchboard-admitted"
 # Dynamic metadata namespace of the usage fields Envoy reads from a directly forwarded JSON
 # reply (json_to_metadata), each under its dotted path in the reply's `usage` object.
 REPLY_USAGE_NAMESPACE = "switchboard.reply_usage"
-REPLY_USAGE_FIELDS = (
-    # OpenAI
-    "prompt_tokens", "completion_tokens", "prompt_tokens_details.cached_tokens",
-    "completion_tokens_details.reasoning_tokens",
-    # Anthropic
-    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-)
+OPENAI_USAGE_FIELDS = ("prompt_tokens", "completion_tokens",
+                       "prompt_tokens_details.cached_tokens",
+                       "completion_tokens_details.reasoning_tokens")
+ANTHROPIC_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                          "cache_creation_input_tokens")
+REPLY_USAGE_FIELDS = (*OPENAI_USAGE_FIELDS, *ANTHROPIC_USAGE_FIELDS)
 # The fields a reply reports only once its answer is whole (OpenAI's usage chunk, Anthropic's
 # message_delta, a whole reply's usage): Anthropic's message_start carries a placeholder
 # output count, which is not read.

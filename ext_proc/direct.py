@@ -23,11 +23,13 @@ from envoy.data.accesslog.v3 import accesslog_pb2 as al
 
 from ext_proc.access import Caller
 from ext_proc.contract import (
+    ANTHROPIC_USAGE_FIELDS,
     BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
     MODEL_KEY,
+    OPENAI_USAGE_FIELDS,
     REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
     REPLY_USAGE_NAMESPACE,
@@ -140,7 +142,8 @@ class DirectUsage:
         if served is None:
             return None
         reply_fields = metadata.get(REPLY_USAGE_NAMESPACE)
-        reply = reply_usage_object(reply_fields.fields) if reply_fields is not None else {}
+        reply = (reply_usage_object(reply_fields.fields, served.reply_api)
+                 if reply_fields is not None else {})
         whole = _whole(served.reply_api, reply)
         status = entry.response.response_code.value
         outcome = _outcome(common.response_flags, status, whole)
@@ -213,13 +216,20 @@ def _place(name: str) -> tuple[str, str | None, str]:
 
 
 _REPLY_USAGE_PATHS = tuple(_place(name) for name in REPLY_USAGE_FIELDS)
+# What each API's usage reader reads (USAGE_READERS): the other schema's names are not looked up.
+_API_USAGE_PATHS = {
+    ClientApi.OPENAI_CHAT: tuple(_place(name) for name in OPENAI_USAGE_FIELDS),
+    ClientApi.OPENAI_EMBEDDINGS: tuple(_place(name) for name in OPENAI_USAGE_FIELDS),
+    ClientApi.ANTHROPIC_MESSAGES: tuple(_place(name) for name in ANTHROPIC_USAGE_FIELDS),
+}
 
 
-def reply_usage_object(fields: Any) -> dict[str, Any]:
+def reply_usage_object(fields: Any, api: ClientApi | None = None) -> dict[str, Any]:
     """The reply's `usage` object as it wrote it, from the fields Envoy's usage reader found
-    ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles)."""
+    ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles); only `api`'s
+    fields when given."""
     usage: dict[str, Any] = {}
-    for name, parent, leaf in _REPLY_USAGE_PATHS:
+    for name, parent, leaf in _REPLY_USAGE_PATHS if api is None else _API_USAGE_PATHS[api]:
         value = fields.get(name)
         if value is not None:
             number = value.number_value

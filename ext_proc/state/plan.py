@@ -150,9 +150,9 @@ def spend_charges(
 
     Request counts are left out: the admission already counted the request."""
     cost = usd_to_micros_ceil(cost_usd)
-    return tuple(Charge(c.key, c.limit, cost if c.unit is Unit.USD_MICROS else tokens, c.unit,
-                        c.enforce, c.refundable, c.expires_at_ms)
-                 for c in _spending(budgets, rate_limits, now))
+    return tuple([Charge(c.key, c.limit, cost if c.unit is Unit.USD_MICROS else tokens, c.unit,
+                         c.enforce, c.refundable, c.expires_at_ms)
+                  for c in _spending(budgets, rate_limits, now)])
 
 
 # The last rules' spending charges, their amounts left at 0, and from when until when they
