@@ -166,6 +166,11 @@ class Meter:
             except Exception as exc:
                 log.error("usage record not stored", error=repr(exc), record=repr(record.record))
 
+    async def written(self) -> None:
+        """Until the records submitted so far are written (or given up on)."""
+        if self._writing is not None:
+            await asyncio.wait((self._writing,))
+
     async def drain(self) -> None:
         self._stopping.set()
         if self._writing is not None:
