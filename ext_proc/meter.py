@@ -31,7 +31,7 @@ log = structlog.get_logger("meter")
 
 # A write the ledger refused (Redis restarting or out of pooled connections, SQLite locked
 # too long) is tried again after each of these delays. A repeat is harmless: records are
-# keyed by request and attempt, so one stored twice is kept once and charged once.
+# keyed by time, request and attempt, so one stored twice is kept once and charged once.
 WRITE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 ESTIMATOR: TokenEstimator = HeuristicEstimator()

@@ -97,7 +97,8 @@ class Ledger(Protocol):
         """Store each attempt's record and, in the same atomic step, add its cost to its
         budgets and its tokens to its tokens-per-minute limits (never refused: the attempt
         has happened). An unpriced attempt adds $0 and is counted as unpriced. A record
-        stored before (same request id and attempt) replaces it and charges nothing again.
+        stored again (a retried write: the same time, request id and attempt) replaces the
+        first and charges nothing again.
         Several records at once share one write."""
         ...
 

@@ -51,7 +51,7 @@ from ext_proc.state.plan import (
     plan_charges,
     to_ms,
 )
-from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA
+from ext_proc.state.sqlite_schema import GROUP_COLUMNS, SCHEMA, upgrade
 
 T = TypeVar("T")
 Charges = tuple[Charge, ...]
@@ -60,6 +60,7 @@ _SWEEP_BATCH = 100
 _PRUNE_BATCH = 5_000
 _OPEN_DEADLINE_S = 30.0
 _USAGE_COLUMNS = 19
+_REQUEST_ID = 1  # its place in a usage row (_usage_values)
 _USAGE_ROW = f"INTO usage VALUES ({', '.join('?' * _USAGE_COLUMNS)})"
 _INSERT_USAGE = f"INSERT {_USAGE_ROW}"
 _INSERT_NEW_USAGE = f"INSERT OR IGNORE {_USAGE_ROW}"
@@ -76,8 +77,8 @@ def settle_amount(unit: str, reserved: int, cost_usd: Decimal | None, tokens: in
 
 
 def _new_records(conn: sqlite3.Connection, rows: list[tuple[tuple[object, ...], Charges]],
-                 ) -> list[Charges]:
-    """Stores the batch's records; the charges of those not stored before. All are new but
+                 ) -> list[tuple[tuple[object, ...], Charges]]:
+    """Stores the batch's records; the rows of those not stored before. All are new but
     after a retried write, so one statement for all, and row by row only when one was not."""
     conn.execute("SAVEPOINT records")
     try:
@@ -86,14 +87,14 @@ def _new_records(conn: sqlite3.Connection, rows: list[tuple[tuple[object, ...], 
         conn.execute("ROLLBACK TO records")
     else:
         conn.execute("RELEASE records")
-        return [charges for _, charges in rows]
+        return rows
     conn.execute("RELEASE records")
     new = []
     for values, charges in rows:
         if conn.execute(_INSERT_NEW_USAGE, values).rowcount == 0:
             conn.execute(_REPLACE_USAGE, values)  # written before: replaced, not charged twice
         else:
-            new.append(charges)
+            new.append((values, charges))
     return new
 
 
@@ -198,6 +199,7 @@ class SqliteLedger:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                upgrade(conn)
                 conn.execute("COMMIT")
                 break
             except sqlite3.OperationalError:
@@ -279,10 +281,9 @@ class SqliteLedger:
 
     async def release_when_recorded(self, reservation_id: str, attempts: int) -> bool | None:
         def work(conn: sqlite3.Connection) -> bool | None:
-            recorded = conn.execute(
-                "SELECT COUNT(*) FROM usage WHERE request_id = ? AND attempt <= ?",
-                (reservation_id, attempts)).fetchone()[0]
-            if recorded < attempts:
+            row = conn.execute("SELECT recorded FROM reservations WHERE id = ?",
+                               (reservation_id,)).fetchone()
+            if row is not None and row[0] < attempts:
                 return None
             return self._finish(conn, reservation_id, lambda _u, _r: 0)
 
@@ -359,9 +360,13 @@ class SqliteLedger:
         rows = [(_usage_values(c.record), c.charges(now)) for c in records]
 
         def write(conn: sqlite3.Connection) -> None:
+            new = _new_records(conn, rows)
+            # Counted on their request's reservation, if it holds one, for its release.
+            conn.executemany("UPDATE reservations SET recorded = recorded + 1 WHERE id = ?",
+                             [(values[_REQUEST_ID],) for values, _ in new])
             # Summed per counter first: the records of a batch mostly charge the same few.
             totals: dict[str, list[int]] = {}
-            for charges in _new_records(conn, rows):
+            for _, charges in new:
                 for charge in charges:
                     total = totals.setdefault(charge.key, [0, charge.expires_at_ms])
                     total[0] += charge.amount

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
@@ -15,7 +17,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL CHECK (state IN ('active', 'expired')),
     expires_at INTEGER NOT NULL,
-    charges    TEXT NOT NULL
+    charges    TEXT NOT NULL,
+    recorded   INTEGER NOT NULL DEFAULT 0  -- usage records of the request stored so far
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (state, expires_at);
 
@@ -39,10 +42,23 @@ CREATE TABLE IF NOT EXISTS usage (
     outcome          TEXT NOT NULL,
     latency_s        REAL NOT NULL,
     ttft_s           REAL,
-    PRIMARY KEY (request_id, attempt)
+    UNIQUE (time_ms, request_id, attempt)
 );
-CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);
 """
+
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Brings a ledger file made by an earlier version up to SCHEMA, which made the rest.
+
+    Its reservations gain their count of records (one in flight then waits RECORD_WAIT_S
+    before its release). Its usage table is not rewritten when a worker starts: it keeps
+    its key by request id, whose random order costs each record a page write of its own,
+    and the time index that key needed beside it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(reservations)")}
+    if "recorded" not in columns:
+        conn.execute("ALTER TABLE reservations ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0")
+
 
 GROUP_COLUMNS = {
     "team": "team",

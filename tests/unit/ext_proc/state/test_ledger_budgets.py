@@ -182,7 +182,9 @@ async def test_release_waits_for_every_attempts_usage_record(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     await ledger.reserve(req("a", "0.90"))
-    await ledger.record_usage(ChargedRecord(usage_record(clock, "a", attempt=1), (TEAM,)))
+    first = ChargedRecord(usage_record(clock, "a", attempt=1), (TEAM,))
+    await ledger.record_usage(first)
+    await ledger.record_usage(first)  # stored again (a retried write): still one record
     assert await ledger.release_when_recorded("a", 2) is None  # attempt 2 not recorded yet
     assert (await ledger.budget_status(TEAM)).reserved_usd == Decimal("0.9")
     await ledger.record_usage(ChargedRecord(usage_record(clock, "a", attempt=2), (TEAM,)))
