@@ -18,7 +18,7 @@ from ext_proc.state.ledger import ChargedRecord
 from ext_proc.state.model import scope_key
 from ext_proc.state.sqlite_ledger import SqliteLedger
 from tests.unit.ext_proc.test_meter_retry import _record
-from tests.unit.ext_proc.test_release import BUDGETED, TEAM_BUDGET
+from tests.unit.ext_proc.test_release import BUDGETED, TEAM_BUDGET, ledger_writes
 
 LABELS = AttemptLabels("chat", "openai", "p", "m", "m", "t")
 
@@ -67,14 +67,7 @@ async def test_each_attempt_of_a_write_counts_against_its_own_callers_budgets(
     search, other = Caller("search", "k1"), Caller("other", "k2")
     attempts = [(search, "m", "p"), (search, "m", "p"), (search, "m2", "p"), (search, "m2", "p2"),
                 (other, "m2", "p2"), (Caller("search", "k1"), "m2", "p2"), (search, "m", "p")]
-    written: list[ChargedRecord] = []
-    record_usage = SqliteLedger.record_usage
-
-    async def kept(self: SqliteLedger, *records: ChargedRecord) -> None:
-        written.extend(records)
-        await record_usage(self, *records)
-
-    monkeypatch.setattr(SqliteLedger, "record_usage", kept)
+    writes = ledger_writes(monkeypatch)
     ledgers = Ledgers(str(tmp_path), str(tmp_path))
     meter = Meter(ledgers, AttemptMetrics(CollectorRegistry()))
     meter.submit(view, *(MeteredAttempt(
@@ -83,6 +76,6 @@ async def test_each_attempt_of_a_write_counts_against_its_own_callers_budgets(
     await asyncio.wait_for(meter.drain(), 5)
     await ledgers.close()
     team_and_model = (TEAM_BUDGET, model_budget)
-    assert [c.budgets for c in written] == [
+    assert [c.budgets for write in writes for c in write] == [
         (TEAM_BUDGET,), (TEAM_BUDGET,), team_and_model, (*team_and_model, provider_budget),
         (model_budget, provider_budget), (*team_and_model, provider_budget), (TEAM_BUDGET,)]

@@ -50,16 +50,22 @@ async def stream(*messages: als_pb2.StreamAccessLogsMessage,
         yield batch
 
 
-async def test_each_message_is_recorded_in_one_ledger_write(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ChargedRecord, ...]]:
+    """The records of each SQLite ledger write from now on, as they are written."""
     writes: list[tuple[ChargedRecord, ...]] = []
     record_usage = SqliteLedger.record_usage
 
-    async def counted(self: SqliteLedger, *records: ChargedRecord) -> None:
+    async def kept(self: SqliteLedger, *records: ChargedRecord) -> None:
         writes.append(records)
         await record_usage(self, *records)
 
-    monkeypatch.setattr(SqliteLedger, "record_usage", counted)
+    monkeypatch.setattr(SqliteLedger, "record_usage", kept)
+    return writes
+
+
+async def test_each_message_is_recorded_in_one_ledger_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes = ledger_writes(monkeypatch)
     ledgers = Ledgers(str(tmp_path), str(tmp_path))
     meter = Meter(ledgers, AttemptMetrics(CollectorRegistry()))
     releaser = ReservationReleaser(lambda: BUDGETED, ledgers, meter)
