@@ -7,8 +7,8 @@ writes it to a real ledger: SQLite in a temporary directory, or a redis-server s
 free loopback port, one ledger write per message as under load. The CPU time of that
 process, divided by the entries, is the worker's cost per forwarded request; a Redis
 server's own CPU, as it reports it, is given apart. With --instructions the process runs
-under callgrind and its instructions are counted instead (bench/callgrind.py): the same
-count each run, for changes smaller than the CPU time's noise (±10 % here).
+under callgrind and its instructions are counted instead (bench/callgrind.py): a count
+that repeats to 0.1 %, for changes smaller than the CPU time's noise (±10 % here).
 """
 
 from __future__ import annotations
