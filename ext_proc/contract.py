@@ -61,8 +61,9 @@ TRANSLATED_HEADER = "x-switchboard-translated"
 # Set by Envoy's lane on a request it admitted (the caller's team and key id set beside it)
 # whose attempts the worker processes: the router-level call is skipped, the attempts are not.
 ADMITTED_HEADER = "x-switchboard-admitted"
-# Dynamic metadata namespace of the usage fields Envoy reads from a directly forwarded JSON
-# reply (json_to_metadata), each under its dotted path in the reply's `usage` object.
+# Dynamic metadata namespace of the usage fields Envoy's Lua reader finds in a reply forwarded
+# alone, whole or streamed (control_plane/compiler/reply_usage.py), each under its dotted path
+# in the reply's `usage` object; the reader of each API reads its own schema's names.
 REPLY_USAGE_NAMESPACE = "switchboard.reply_usage"
 OPENAI_USAGE_FIELDS = ("prompt_tokens", "completion_tokens",
                        "prompt_tokens_details.cached_tokens",
