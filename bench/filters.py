@@ -33,6 +33,7 @@ from control_plane.compiler import GatewaySettings, compile_policy
 from control_plane.compiler.direct import only_marked
 from control_plane.compiler.listener import access_log
 from control_plane.compiler.lua_source import to_lua
+from control_plane.compiler.request_reader import request_reader_filter
 from control_plane.compiler.settings import EXT_PROC_CLUSTER
 from control_plane.compiler.translations import translation_source
 from control_plane.policy import load_documents
@@ -185,15 +186,13 @@ VARIANTS: dict[str, Variant] = {
     "internal header strip": _listener("envoy.filters.http.header_mutation"),
     "buffer": _listener("envoy.filters.http.buffer"),
     "buffer (once)": _listener("envoy.filters.http.buffer", 1),
-    "request json_to_metadata (once)": _listener("envoy.filters.http.json_to_metadata", 1),
-    "route model header (once)": _listener("switchboard.route_model", 1),
+    "request reader, Lua (once)": lambda c, n: ([request_reader_filter()], None, []),
     "stdout access log (once)": lambda c, n: ([], None, [access_log()]),
     "Lua, entered only (once)": _once(_TRIVIAL_LUA),
     "Lua reading the request body whole (once)": _once(
         _LUA_BODIES["Lua reading the request body whole"]),
-    "header_to_metadata": _listener("envoy.filters.http.header_to_metadata"),
-    "request json_to_metadata": _listener("envoy.filters.http.json_to_metadata"),
-    "route model header": _listener("switchboard.route_model"),
+    "header_to_metadata": _listener("switchboard.client_path"),
+    "request reader, Lua": lambda c, n: (_copies(request_reader_filter(), n), None, []),
     "Lua, entered only": _each_copy(_TRIVIAL_LUA),
     "reply usage reader (a whole reply)": lambda c, n: (
         _copies(c.inner("switchboard.reply_usage"), n), None, []),

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,8 @@ async def measure(state: StateView, entries: int, messages: int,
     dumps its counters there, and its instructions are counted too."""
     view = await _view(state)
     batches = [message(entries) for _ in range(messages + 10)]
-    ledgers = Ledgers(tempfile.mkdtemp(prefix="bench-metering-"), "/nonexistent")
+    ledger_dir = tempfile.mkdtemp(prefix="bench-metering-")
+    ledgers = Ledgers(ledger_dir, "/nonexistent")
     meter = Meter(ledgers, AttemptMetrics(CollectorRegistry()))
     releaser = ReservationReleaser(lambda: view, ledgers, meter)
 
@@ -144,6 +146,7 @@ async def measure(state: StateView, entries: int, messages: int,
         assert row.attempts == entries * (messages + 10), "every record must be stored"
     finally:
         await ledgers.close()
+        shutil.rmtree(ledger_dir)
     served = entries * messages
     return {"backend": state.backend, "entries_per_message": entries, "entries": served,
             "cpu_us_per_entry": round(cpu / served * 1e6, 1),

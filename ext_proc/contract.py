@@ -83,13 +83,14 @@ COST_HEADER = "x-switchboard-cost-usd"
 
 # Dynamic metadata key of the path the client called (before any attempt rewrote :path).
 CLIENT_PATH_KEY = "client_path"
-# Dynamic metadata Envoy reads from the client's body before routing (json_to_metadata), and the
-# body's size (header_to_metadata, after buffering): an attempt that forwards the body unchanged
-# decides on these and never reads the body.
+# Dynamic metadata Envoy reads from the client's body before routing, with its size, or why the
+# routes refuse the body (control_plane/compiler/lua/request_fields.lua): an attempt that
+# forwards the body unchanged decides on these and never reads the body.
 MODEL_KEY = "model"
 STREAM_KEY = "stream"
 INCLUDE_USAGE_KEY = "include_usage"
 BODY_SIZE_KEY = "body_size"
+BODY_ERROR_KEY = "body_error"  # "invalid_json", or "missing_model"
 # Set by admission when it serves another model than the body names.
 DOWNGRADED_FROM_KEY = "downgraded_from"
 

@@ -38,7 +38,7 @@ def _marked(marker: str) -> dict[str, Any]:
 # streams cost them ~150 µs of Envoy's CPU each.
 _SEE_REQUESTS = frozenset(
     f"type.googleapis.com/envoy.extensions.filters.http.{name}" for name in (
-        "lua.v3.Lua", "json_to_metadata.v3.JsonToMetadata", "header_mutation.v3.HeaderMutation",
+        "lua.v3.Lua", "header_mutation.v3.HeaderMutation",
         "ext_proc.v3.ExternalProcessor", "composite.v3.Composite"))
 
 

@@ -19,22 +19,18 @@ from typing import Any
 import orjson
 
 from control_plane.compiler.lua_source import script, to_lua
+from control_plane.compiler.request_reader import request_reader_source
 from control_plane.compiler.translations import LUA, translation_source
 from control_plane.keys import HASH_PREFIX
 from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     ADMITTED_HEADER,
-    BODY_SIZE_KEY,
-    CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
-    INCLUDE_USAGE_KEY,
     KEY_ID_HEADER,
     LANE_ADMITTED_KEY,
     METADATA_NAMESPACE,
-    MODEL_KEY,
-    STREAM_KEY,
     TEAM_HEADER,
     TRANSLATED_HEADER,
     USAGE_ADDED_HEADER,
@@ -78,7 +74,8 @@ def lane_extension(config: processor_pb2.ProcessorConfig, watched: Collection[st
     must check for every request."""
     source = "\n".join((
         f"local LANE = {to_lua(lane_tables(config, watched, secrets_dir))}",
-        script("sha256.lua"), translation_source(), script("lane.lua")))
+        script("sha256.lua"), translation_source(), request_reader_source(),
+        script("lane.lua")))
     # The route stays the model's: rewriting :path for the provider must not re-route.
     return {"name": LANE_FILTER_NAME, "typed_config": any_of(
         LUA, {"default_source_code": {"inline_string": source}, "stat_prefix": "lane",
@@ -231,9 +228,7 @@ def lane_tables(config: processor_pb2.ProcessorConfig, watched: Collection[str],
                   "translated_header": TRANSLATED_HEADER,
                   "team_header": TEAM_HEADER, "key_id_header": KEY_ID_HEADER,
                   "direct": DIRECT_METADATA_KEY, "lane_admitted": LANE_ADMITTED_KEY,
-                  "model": MODEL_KEY, "stream": STREAM_KEY,
-                  "include_usage": INCLUDE_USAGE_KEY, "client_path": CLIENT_PATH_KEY,
-                  "body_size": BODY_SIZE_KEY, "key_hash_prefix": HASH_PREFIX},
+                  "key_hash_prefix": HASH_PREFIX},
     }
 
 

@@ -8,6 +8,7 @@ from control_plane.compiler.direct import forwards_directly, unless_marked
 from control_plane.compiler.lane import admits_in_envoy, lane_filter
 from control_plane.compiler.local_reply import local_reply_config
 from control_plane.compiler.reply_usage import added_usage_filter, reply_usage_filter
+from control_plane.compiler.request_reader import request_reader_filter
 from control_plane.compiler.settings import (
     EXT_PROC_CLUSTER,
     LISTENER_NAME,
@@ -19,20 +20,15 @@ from control_plane.policy import Policy
 from control_plane.xds.resources import any_of
 from ext_proc.contract import (
     ADMITTED_HEADER,
-    BODY_SIZE_KEY,
     CLIENT_PATH_KEY,
     DIRECT_HEADER,
     DIRECT_METADATA_KEY,
-    INCLUDE_USAGE_KEY,
     INTERNAL_HEADER_PREFIX,
     LANE_ADMITTED_KEY,
     METADATA_NAMESPACE,
-    MODEL_KEY,
     RESERVATION_METADATA_KEY,
-    ROUTE_MODEL_HEADER,
     ROUTER_SITE,
     SITE_METADATA_KEY,
-    STREAM_KEY,
 )
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -169,71 +165,22 @@ def http_filters(policy: Policy, settings: GatewaySettings) -> list[dict[str, An
         _filter("switchboard.client_path",
                 "envoy.extensions.filters.http.header_to_metadata.v3.Config",
                 {"request_rules": [_header_rule(":path", CLIENT_PATH_KEY)]}),
-        # Bounds the body (413) before json_to_metadata buffers it.
+        # Bounds the body (413) before the reader below reads it whole.
         _filter("envoy.filters.http.buffer", "envoy.extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": policy.gateway.max_request_bytes}),
-        # The body's size, after buffering (which gives a chunked body its length), kept for
-        # the same reason: an attempt that forwards the body unchanged restores it.
-        _filter("envoy.filters.http.header_to_metadata",
-                "envoy.extensions.filters.http.header_to_metadata.v3.Config",
-                {"request_rules": [_header_rule("content-length", BODY_SIZE_KEY)]}),
-        # The model, read natively: routes match on it with no Python on the request path.
-        _filter("envoy.filters.http.json_to_metadata",
-                "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-                {"request_rules": {
-                    "rules": [_model_rule(), _number_rule("max_tokens"),
-                              _number_rule("max_completion_tokens"),
-                              _value_rule([STREAM_KEY], STREAM_KEY),
-                              _value_rule(["stream_options", "include_usage"],
-                                          INCLUDE_USAGE_KEY)],
-                    "allow_content_types_regex": {"regex": ".*"},
-                    "allow_empty_content_type": True}}),
-        # The routes' match tree looks models up by a string input, a header, copied here from
-        # the metadata (an empty value adds no header). The filter resolves the route after
-        # mutating, and nothing before it resolved one since json_to_metadata cleared the
-        # cache; admission rewrites the header when it downgrades a request.
-        _filter("switchboard.route_model",
-                "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                {"mutations": {"request_mutations": [{"append": {
-                    "header": {"key": ROUTE_MODEL_HEADER,
-                               "value": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%"},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}),
+        # The model and the rest the routes and admission read from the body; the lane reads
+        # them itself (one Lua filter, not two).
+        *([] if admits_in_envoy(policy) else [request_reader_filter()]),
         *admission,
         _filter("envoy.filters.http.router",
                 "envoy.extensions.filters.http.router.v3.Router", {}),
     ]
 
 
-def _model_rule() -> dict[str, Any]:
-    def fixed(key: str, value: str) -> dict[str, Any]:
-        return {"metadata_namespace": METADATA_NAMESPACE, "key": key,
-                "value": value}
-
-    return {
-        "selectors": [{"key": MODEL_KEY}],
-        "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": MODEL_KEY,
-                       "type": "STRING"},
-        "on_missing": fixed("body_error", "missing_model"),
-        "on_error": fixed("body_error", "invalid_json"),
-    }
-
-
 def _header_rule(header: str, key: str) -> dict[str, Any]:
     return {"header": header, "on_header_present": {
         "metadata_namespace": METADATA_NAMESPACE, "key": key, "type": "STRING"},
         "remove": False}
-
-
-def _value_rule(path: list[str], key: str) -> dict[str, Any]:
-    """A JSON value as it is (true stays a boolean)."""
-    return {"selectors": [{"key": part} for part in path],
-            "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": key}}
-
-
-def _number_rule(key: str) -> dict[str, Any]:
-    return {"selectors": [{"key": key}],
-            "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": key,
-                           "type": "NUMBER"}}
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from control_plane.compiler.paths import SERVED_APIS, unknown_path_route
 from control_plane.compiler.placement import ClusterPlan
 from control_plane.compiler.settings import ROUTE_CONFIG_NAME
 from control_plane.policy import Policy
-from ext_proc.contract import METADATA_NAMESPACE, MOCK_AUTHORITY, ROUTE_MODEL_HEADER, ClientApi
+from ext_proc.contract import (
+    BODY_ERROR_KEY,
+    METADATA_NAMESPACE,
+    MOCK_AUTHORITY,
+    ROUTE_MODEL_HEADER,
+    ClientApi,
+)
 
 ROUTE = "type.googleapis.com/envoy.config.route.v3.Route"
 ROUTE_LIST = "type.googleapis.com/envoy.config.route.v3.RouteList"
@@ -61,7 +67,7 @@ def _gateway_host(has_models: bool) -> dict[str, Any]:
     fallback = _route_list([
         *(_body_error(api, error, message) for api in SERVED_APIS for error, message in (
             ("invalid_json", "The request body is not valid JSON."),
-            ("missing_model", "The request body has no 'model' field."))),
+            ("missing_model", "The request body has no 'model' field with a model's name."))),
         *({"match": {"path": api.path}, "direct_response": {"status": 404, "body": {
             "inline_string": "The model is not served by this gateway."}}}
           for api in SERVED_APIS),
@@ -91,7 +97,7 @@ def _mock_host() -> dict[str, Any]:
 
 
 def _body_error(api: ClientApi, error: str, message: str) -> dict[str, Any]:
-    return {"match": {"path": api.path, "dynamic_metadata": [_metadata_is("body_error", error)]},
+    return {"match": {"path": api.path, "dynamic_metadata": [_metadata_is(BODY_ERROR_KEY, error)]},
             "direct_response": {"status": 400, "body": {"inline_string": message}}}
 
 

@@ -44,7 +44,8 @@ class UpstreamRequest:
 @dataclass(frozen=True)
 class ClientRequest:
     """The few fields of the client's body an attempt decides on. Envoy reads them before
-    routing (json_to_metadata), so an attempt that forwards the body unchanged never reads it."""
+    routing (request_fields.lua), so an attempt that forwards the body unchanged never reads
+    it."""
 
     model: str
     stream: bool = False

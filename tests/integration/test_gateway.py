@@ -133,6 +133,9 @@ def test_models_lists_the_policy_models(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(("body", "status", "message"), [
     (b'{"model": "gpt-test", ', 400, "not valid JSON"),
     (b'{"messages": []}', 400, "no 'model' field"),
+    (b'{"model": 5, "messages": []}', 400, "no 'model' field with a model's name"),
+    (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "\\ud800"}]}', 400,
+     "not valid JSON"),
     (b'{"model": "gpt-5-ultra", "messages": []}', 404, "'gpt-5-ultra' is not served"),
     (b'{"model": "mock", "messages": "hello"}', 400, "'messages' must be a non-empty list"),
     (b'{"model": "mock", "pad": "' + b"x" * 70_000 + b'"}', 413, "Payload Too Large"),

@@ -330,6 +330,24 @@ def test_a_body_the_lane_cannot_rename_exactly_is_left_to_the_workers_attempts(
     assert (row["team"], row["key_id"]) == ("search", KEY_HASH)
 
 
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/v1/chat/completions", b'{"model": "gpt-4o-mini", "messages": [tru]}', "not valid JSON"),
+    ("/v1/chat/completions", b'{"messages": []}', "no 'model' field"),
+    ("/v1/messages", b'{"model": ["haiku"], "max_tokens": 5, "messages": []}',
+     "no 'model' field"),
+    ("/v1/messages", b'{"model": "haiku", "messages": "\xff"}', "not valid JSON"),
+])
+def test_a_body_the_lane_cannot_read_is_refused_in_the_clients_schema(
+        gateway: Gateway, path: str, body: bytes, message: str) -> None:
+    response = httpx.post(f"{gateway.url}{path}", content=body, timeout=10, headers={
+        "authorization": f"Bearer {KEY}", "content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()
+    if path == "/v1/messages":
+        assert error["type"] == "error"
+    assert message in error["error"]["message"]
+
+
 def test_a_translated_request_is_translated_by_envoy_alone(
         gateway: Gateway, fake: ProviderServer) -> None:
     """Text turns: the lane translates the request and its reply (compiler/lua/

@@ -88,8 +88,29 @@ local function utf8_end(text, at, lead)
   return at + size
 end
 
+-- Whether the \u escape whose backslash is at `at` has four hex digits within `last`, and
+-- which surrogate half it writes: 0 none, 1 the first of a pair (\uD800-\uDBFF), 2 the
+-- second (\uDC00-\uDFFF).
+local function unicode_escape(text, at, last)
+  if at + 5 > last then
+    return false
+  end
+  for i = at + 2, at + 5 do
+    if not is_hex(byte(text, i)) then
+      return false
+    end
+  end
+  local first, second = byte(text, at + 2), byte(text, at + 3)
+  if first ~= 100 and first ~= 68 or second < 56 then
+    return true, 0  -- not D (d) followed by 8-9, A-F (a-f)
+  end
+  return true, (second <= 57 or second == 97 or second == 98 or second == 65 or second == 66)
+    and 1 or 2
+end
+
 -- Whether text[first..last] holds a JSON string's contents (no control character, only
--- JSON's escapes, UTF-8), and whether it has an escape.
+-- JSON's escapes, UTF-8, a \u surrogate only as half of a pair: what JSON parsers accept),
+-- and whether it has an escape.
 local function string_contents(text, first, last)
   local at, escaped = first, false
   while at <= last do
@@ -100,10 +121,16 @@ local function string_contents(text, first, last)
       local letter = byte(text, at + 1)
       escaped = true
       if letter == 117 then
-        for i = at + 2, at + 5 do
-          if i > last or not is_hex(byte(text, i)) then
+        local valid, half = unicode_escape(text, at, last)
+        if not valid or half == 2 then
+          return false
+        elseif half == 1 then  -- its second half must follow
+          local paired, second = unicode_escape(text, at + 6, last)
+          if byte(text, at + 6) ~= 92 or byte(text, at + 7) ~= 117 or not paired
+              or second ~= 2 then
             return false
           end
+          at = at + 6
         end
         at = at + 6
       elseif ESCAPE_LETTERS[letter] and at + 1 <= last then
@@ -296,6 +323,97 @@ local function value_end(text, at)
     end
     at = at + 1
     code = byte(text, at)
+  end
+  return nil
+end
+
+-- Just past the string, true, false, null or number at `at`, checked as a parser checks it;
+-- nil if it is none of them.
+local function scalar_end(text, at, code)
+  if code == 34 then
+    local close = string_end(text, at)
+    return close and string_contents(text, at + 1, close - 1) and close + 1 or nil
+  elseif code == 116 then
+    return text:sub(at, at + 3) == "true" and at + 4 or nil
+  elseif code == 102 then
+    return text:sub(at, at + 4) == "false" and at + 5 or nil
+  elseif code == 110 then
+    return text:sub(at, at + 3) == "null" and at + 4 or nil
+  end
+  local after, integer = number_end(text, at)
+  if after ~= nil and (not integer or after - at > 300)
+      and math.abs(tonumber(text:sub(at, after - 1))) == math.huge then
+    return nil  -- beyond a double, which a parser refuses
+  end
+  return after
+end
+
+-- Where the value of the object member whose key opens at `at` starts: past the key, checked,
+-- the colon and any space; nil if there is no such member.
+local function member_value(text, at)
+  if byte(text, at) ~= 34 then
+    return nil
+  end
+  local close = string_end(text, at)
+  if close == nil or not string_contents(text, at + 1, close - 1) then
+    return nil
+  end
+  at = skip_space(text, close + 1)
+  if at == nil or byte(text, at) ~= 58 then
+    return nil
+  end
+  return skip_space(text, at + 1)
+end
+
+local CLOSERS = {}  -- valid_end's open containers, reused: a check never yields
+
+-- Just past the JSON value that starts at `at`, checked as a parser checks it (nil: not
+-- JSON, or containers nested deeper than `max_depth`), with nothing read into tables: a whole
+-- request is checked while only a few of its top-level values are kept. A loop keeping its
+-- own stack of open containers, so that no depth of nesting can overflow Lua's stack.
+local function valid_end(text, at, max_depth)
+  local depth = 0
+  at = skip_space(text, at)
+  while at ~= nil do
+    local code = byte(text, at)
+    local ended = true  -- a whole value ends at `at`
+    if code == 123 or code == 91 then
+      if depth == max_depth then
+        return nil
+      end
+      local closing = code + 2  -- } or ]
+      at = skip_space(text, at + 1)
+      if at ~= nil and byte(text, at) == closing then
+        at = at + 1
+      elseif at ~= nil then
+        depth = depth + 1
+        CLOSERS[depth] = closing
+        if closing == 125 then
+          at = member_value(text, at)
+        end
+        ended = false
+      end
+    else
+      at = scalar_end(text, at, code)
+    end
+    while ended and at ~= nil do  -- close what ends here, up to the next value
+      if depth == 0 then
+        return at
+      end
+      at = skip_space(text, at)
+      code = at and byte(text, at)
+      if code == CLOSERS[depth] then
+        depth, at = depth - 1, at + 1
+      elseif code == 44 then
+        at = skip_space(text, at + 1)
+        if at ~= nil and CLOSERS[depth] == 125 then
+          at = member_value(text, at)
+        end
+        ended = false
+      else
+        return nil
+      end
+    end
   end
   return nil
 end

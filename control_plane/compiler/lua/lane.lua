@@ -1,5 +1,6 @@
 -- Admission in Envoy (gateway.admission: envoy). The compiler prepends `LANE`, the policy's
--- tables, `sha256_hex`, the JSON reader and the translations. A request this lane admits is
+-- tables, `sha256_hex`, the JSON reader, the translations and the reader of the request's
+-- fields (request_fields.lua), which this filter runs first. A request this lane admits is
 -- forwarded alone with no worker call (renamed, or translated for its provider's API when
 -- the translation knows all of it), or, when only a worker can process its attempts (a
 -- translation beyond this code, fallbacks), goes to them with no admission call; any other
@@ -89,110 +90,50 @@ end
 
 -- The body's two possible changes: a model the provider names otherwise is renamed, and an
 -- OpenAI stream that did not ask for its usage asks for it; every other byte stays as the
--- client sent it. json_to_metadata has parsed the body already (it named the model), so this
--- scan only finds where its top-level values start and end (skip_space, string_end and
--- value_end come with json_text.lua).
-
--- Where the body opens, the first and last byte of its top-level "model" string's contents,
--- and whether it has top-level "stream_options"; nil when the body names "model" twice, spells
--- any top-level key with an escape (a provider could read another "model" than this scan),
--- or is not an object.
-local function top_level(text)
-  local open = skip_space(text, 1)
-  if open == nil or text:byte(open) ~= 123 then
-    return nil
-  end
-  local first, last, has_options
-  local at = skip_space(text, open + 1)
-  while at ~= nil and text:byte(at) == 34 do
-    local key_end = string_end(text, at)
-    if key_end == nil then
-      return nil
-    end
-    local key = text:sub(at + 1, key_end - 1)
-    if key:find("\\", 1, true) then
-      return nil
-    end
-    at = skip_space(text, key_end + 1)
-    if at == nil or text:byte(at) ~= 58 then
-      return nil
-    end
-    at = skip_space(text, at + 1)
-    local after = at and value_end(text, at)
-    if after == nil then
-      return nil
-    end
-    if key == "model" then
-      if first ~= nil or text:byte(at) ~= 34 then
-        return nil
-      end
-      first, last = at + 1, after - 2
-    end
-    has_options = has_options or key == "stream_options"
-    at = skip_space(text, after)
-    if at == nil or text:byte(at) ~= 44 then
-      break
-    end
-    at = skip_space(text, at + 1)
-  end
-  if first == nil then
-    return nil
-  end
-  return open, first, last, has_options
-end
-
+-- client sent it, at the places request_fields found. False when the worker must change it:
+-- the body names "model" more than once or spells a key with an escape (a provider could read
+-- another model than this code), writes the model with an escape, or has stream options that
+-- did not ask for the usage (the worker merges into them).
 local USAGE_OPTION = '"stream_options":{"include_usage":true},'
 
--- False when the worker must change the body: see top_level. The model's value must read as
--- the model json_to_metadata found, so a value written with escapes goes to the worker too,
--- and so do stream options that did not ask for the usage (the worker merges into them).
-local function edit_body(handle, model, route, add_usage)
-  local body = handle:body()
-  if body == nil then
+local function edit_body(handle, text, fields, route, add_usage)
+  if fields.models ~= 1 or not fields.plain_keys or fields.model_escaped
+      or (add_usage and fields.has_options) then
     return false
   end
-  local text = body:getBytes(0, body:length())
-  local open, first, last, has_options = top_level(text)
-  if open == nil or text:sub(first, last) ~= model or (add_usage and has_options) then
-    return false
-  end
-  if model ~= route.model then
-    text = text:sub(1, first - 2) .. route.model_json .. text:sub(last + 2)
+  if fields.model ~= route.model then
+    text = text:sub(1, fields.model_first - 2) .. route.model_json
+      .. text:sub(fields.model_last + 2)
   end
   if add_usage then
-    text = text:sub(1, open) .. USAGE_OPTION .. text:sub(open + 1)
+    text = text:sub(1, fields.open) .. USAGE_OPTION .. text:sub(fields.open + 1)
   end
-  body:setBytes(text)  -- Envoy sets the content-length to the new size
+  handle:body():setBytes(text)  -- Envoy sets the content-length to the new size
   return true
 end
 
 -- The body in the provider's schema (openai_anthropic.lua); false when this code does not
 -- translate it, for the worker's attempts to translate or refuse it.
-local function translate_body(handle, route)
-  local body = handle:body()
-  if body == nil then
-    return false
-  end
+local function translate_body(handle, text, route)
   -- A failure of the translation itself (a defect) leaves the request to the worker too.
-  local ok, text = pcall(TRANSLATIONS[route.translation].request,
-                         body:getBytes(0, body:length()), route)
-  if not ok or text == nil then
+  local ok, translated = pcall(TRANSLATIONS[route.translation].request, text, route)
+  if not ok or translated == nil then
     return false
   end
-  body:setBytes(text)
+  handle:body():setBytes(translated)
   return true
 end
 
 -- Forwards the request alone to its model's one provider, after the body's edits or its
 -- translation; false when the body cannot be changed exactly here, for the worker's
 -- attempts to change it.
-local function forward_alone(handle, route, model, add_usage, team, key_id)
+local function forward_alone(handle, text, fields, route, add_usage, team, key_id)
   if route.translation ~= nil then
-    if not translate_body(handle, route) then
+    if not translate_body(handle, text, route) then
       return false
     end
-  elseif model ~= route.model or add_usage then
-    if not edit_body(handle, model, route, add_usage) then
+  elseif fields.model ~= route.model or add_usage then
+    if not edit_body(handle, text, fields, route, add_usage) then
       return false
     end
   end
@@ -235,16 +176,16 @@ local function admit_for_attempts(handle, team, key_id)
 end
 
 function envoy_on_request(handle)
-  local metadata = handle:streamInfo():dynamicMetadata():get(NAMES.namespace)
-  if metadata == nil then
+  local text, fields = read_request(handle)
+  if fields == nil then
+    return  -- no body, or the route refuses it
+  end
+  local model = fields.model
+  if LANE.providers[model] == nil then
     return
   end
-  local model, client_path = metadata[NAMES.model], metadata[NAMES.client_path]
-  if model == nil or client_path == nil or metadata[NAMES.body_size] == nil
-      or LANE.providers[model] == nil then
-    return
-  end
-  local api_model = client_path:match("^[^?]*") .. " " .. model
+  local headers = handle:headers()
+  local api_model = headers:get(":path"):match("^[^?]*") .. " " .. model  -- the client's path
   local route = LANE.routes[api_model]
   if route == nil and LANE.forwards and not LANE.attempts[api_model] then
     return  -- the worker's admission may forward it alone
@@ -253,7 +194,7 @@ function envoy_on_request(handle)
       and LANE.credentials[route.provider] ~= nil then
     return  -- Envoy could not read the key: the worker's admission may forward it
   end
-  local team, key_id = caller(handle:headers(), model)
+  local team, key_id = caller(headers, model)
   if team == nil or watched(team, key_id, model) then
     return
   end
@@ -261,12 +202,11 @@ function envoy_on_request(handle)
   handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.lane_admitted, team)
   -- A large body is translated by a worker: in Lua it would hold one of Envoy's threads, and
   -- every request on it, for milliseconds (~3.5 ns a byte).
-  if route ~= nil and (route.translation == nil
-      or (tonumber(metadata[NAMES.body_size]) or 0) <= LANE.max_translated_bytes) then
-    local add_usage = metadata[NAMES.stream] == true
-      and not (route.streams or metadata[NAMES.include_usage] == true)
+  if route ~= nil and (route.translation == nil or #text <= LANE.max_translated_bytes) then
+    local add_usage = fields.stream == true
+      and not (route.streams or fields.include_usage == true)
     if (route.adds_usage or not add_usage)
-        and forward_alone(handle, route, model, add_usage, team, key_id) then
+        and forward_alone(handle, text, fields, route, add_usage, team, key_id) then
       return
     end
   end

@@ -122,7 +122,7 @@ def test_the_models_list_ignores_a_model_in_the_body(gateway: Compiled) -> None:
     (Request("/v1/messages", metadata={"body_error": "invalid_json"}),
      (400, "The request body is not valid JSON.")),
     (Request("/v1/embeddings", metadata={"body_error": "missing_model"}),
-     (400, "The request body has no 'model' field.")),
+     (400, "The request body has no 'model' field with a model's name.")),
     (Request("/v1/completions", metadata={"model": "m1"}), (404, UNKNOWN_PATH_MESSAGE)),
     (Request("/v1/completions"), (404, UNKNOWN_PATH_MESSAGE)),
     (Request("/v1/chat/completions/x", metadata={"model": "m1"}),
