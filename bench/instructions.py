@@ -1,7 +1,8 @@
 """Envoy's instructions per request, counted by callgrind: a measure the machine's load does
 not move, for changes too small for wrk's runs to resolve.
 
-Switchboard runs as in `bench run --full-path --no-reply-cost --envoy-admission`, its Envoy
+Switchboard runs as in `bench run --full-path --no-reply-cost --envoy-admission` (or, with
+`--worker-admission`, without `--envoy-admission`), its Envoy
 under `valgrind --tool=callgrind` with one worker thread (SWITCHBOARD_ENVOY names a wrapper).
 For each scenario wrk loads it for a warm-up, then the counters are zeroed, wrk loads it
 again, and the counters are read. User-space instructions only: the kernel's work on the
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of counted load")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--filler-models", type=int, default=100)
+    parser.add_argument("--worker-admission", action="store_true",
+                        help="admission by the workers (the default policy's), not Envoy's lane")
     parser.add_argument("--label", default="", help="what this run measures (recorded)")
     parser.add_argument("--name", default="instructions", help="results file: results/NAME.json")
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         upstream = fakes.upstream_config(upstream_port, free_port())
         policy = datapath_policy(upstream_port, args.filler_models, True, reply_cost=False,
-                                 envoy_admission=True)
+                                 envoy_admission=not args.worker_admission)
         with envoy_process(upstream, work, "upstream"), running_switchboard(
                 policy, work, 2, "warning", headers, {ENVOY_ENV: str(_wrapper(work))},
                 START_TIMEOUT_S) as target:

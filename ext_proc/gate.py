@@ -3,8 +3,9 @@ model, and does the request fit their budgets and rate limits.
 
 Envoy sends only the request headers here, after its Lua has read the body
 (control_plane/compiler/lua/request_fields.lua): the model and max tokens arrive as metadata,
-the body size as content-length, so admission costs one message. The worst case is reserved; each attempt later charges what it really cost, and the
-reservation is released when Envoy logs the finished request (see ext_proc/release.py).
+the body size as content-length, so admission costs one message. The worst case is reserved;
+each attempt later charges what it really cost, and the reservation is released when Envoy
+logs the finished request (see ext_proc/release.py).
 """
 
 from __future__ import annotations

@@ -23,12 +23,16 @@ from ext_proc.contract import (
 )
 
 READER_FILTER_NAME = "switchboard.request"
+# Far above any policy model's name (200 characters): a longer value names no model, and is
+# kept out of the metadata, the logs and the route's header.
+MAX_MODEL_BYTES = 1024
 
 
 def request_reader_source() -> str:
     """`REQUEST` and the reader, after json_text.lua."""
     names = {"namespace": METADATA_NAMESPACE, "model": MODEL_KEY, "body_size": BODY_SIZE_KEY,
              "body_error": BODY_ERROR_KEY, "route_model_header": ROUTE_MODEL_HEADER,
+             "max_model_bytes": MAX_MODEL_BYTES,
              # The reader's fields written as they are, by metadata key.
              "kept": {"stream": STREAM_KEY, "include_usage": INCLUDE_USAGE_KEY,
                       "max_tokens": "max_tokens",

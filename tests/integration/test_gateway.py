@@ -137,6 +137,7 @@ def test_models_lists_the_policy_models(client: openai.OpenAI) -> None:
     (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "\\ud800"}]}', 400,
      "not valid JSON"),
     (b'{"model": "gpt-5-ultra", "messages": []}', 404, "'gpt-5-ultra' is not served"),
+    (b'{"model": "gpt-test\\r\\nx-api-key: k", "messages": []}', 404, "is not served"),
     (b'{"model": "mock", "messages": "hello"}', 400, "'messages' must be a non-empty list"),
     (b'{"model": "mock", "pad": "' + b"x" * 70_000 + b'"}', 413, "Payload Too Large"),
 ])

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from control_plane.compiler.lua_source import script
-from control_plane.compiler.request_reader import request_reader_source
+from control_plane.compiler.request_reader import MAX_MODEL_BYTES, request_reader_source
 from tests.support.lua_envoy import lua_envoy
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def _parsed(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"error": "invalid_json"}
     model = value.get("model") if isinstance(value, dict) else None
-    if not isinstance(model, str) or not model:
+    if not isinstance(model, str) or not model or len(model.encode()) > MAX_MODEL_BYTES:
         return {"error": "missing_model"}
     fields: dict[str, Any] = {"model": model}
     if isinstance(value.get("stream"), bool):
@@ -101,6 +101,8 @@ BODIES = {
     "too deep": b'{"model":"m","a":' + b"[" * 1024 + b"]" * 1024 + b"}",
     "too deep an array": b"[" * 1025 + b"]" * 1025,
     "model empty": b'{"model":""}',
+    "model as long as a model may be": b'{"model":"' + b"m" * MAX_MODEL_BYTES + b'"}',
+    "model too long": b'{"model":"' + b"m" * (MAX_MODEL_BYTES + 1) + b'"}',
     "model a number": b'{"model":5}',
     "model an object": b'{"model":{"name":"m"}}',
     "no model": b'{' + CHAT + b'}',

@@ -54,8 +54,11 @@ local function keep(fields, key, text, first, after)
     fields.models = fields.models + 1
     fields.model, fields.model_first, fields.model_last, fields.model_escaped = nil
     if code == 34 and after - first > 2 then
-      fields.model, fields.model_escaped = decoded(text, first + 1, after - 2)
-      fields.model_first, fields.model_last = first + 1, after - 2
+      local model, escaped = decoded(text, first + 1, after - 2)
+      if #model <= R.max_model_bytes then
+        fields.model, fields.model_escaped = model, escaped
+        fields.model_first, fields.model_last = first + 1, after - 2
+      end
     end
   elseif key == "stream" then
     fields.stream = boolean(text, first)
@@ -73,7 +76,8 @@ end
 
 -- The fields of a request body (`open`: where its object opens; `plain_keys`: no key was
 -- written with an escape; `models`: how many times it names "model"), or nil and the
--- body_error: "invalid_json", or "missing_model" for JSON that names no model as a string.
+-- body_error: "invalid_json", or "missing_model" for JSON that names no model as a string
+-- (of at most `max_model_bytes`).
 function request_fields(text)
   local open = skip_space(text, 1)
   if open == nil or byte(text, open) ~= 123 then
@@ -138,7 +142,10 @@ function read_request(handle)
         info:set(R.namespace, key, fields[field])
       end
     end
-    handle:headers():replace(R.route_model_header, fields.model)
+    -- No header value may hold a control character; no policy model has one either.
+    if not fields.model:find("[%z\1-\31\127]") then
+      handle:headers():replace(R.route_model_header, fields.model)
+    end
   end
   handle:clearRouteCache()
   -- The route found now, with the client's path: the lane rewrites the path and authority
