@@ -26,6 +26,7 @@ from ext_proc.contract import (
     INTERNAL_HEADER_PREFIX,
     LANE_ADMITTED_KEY,
     METADATA_NAMESPACE,
+    MODEL_KEY,
     RESERVATION_METADATA_KEY,
     ROUTER_SITE,
     SITE_METADATA_KEY,
@@ -61,14 +62,22 @@ def listener(policy: Policy, settings: GatewaySettings) -> dict[str, Any]:
     }
 
 
+# Written after a command, makes Envoy format the field as a string: the method, cut to no
+# characters. A field of one command keeps its value's type, and to read a value of the
+# request's dynamic metadata that way Envoy copies all of the metadata first (~13,000
+# instructions a field, callgrind); as a string it reads the value in place. A missing value
+# then reads "-", not null.
+_AS_STRING = "%REQ(:METHOD):0%"
+
+
 def access_log() -> dict[str, Any]:
     """One JSON line per request on Envoy's stdout, answered locally or not. No bodies, no
     headers beyond the request id: nothing secret can reach it."""
     fields = {
         "time": "%START_TIME%", "request_id": "%REQ(X-REQUEST-ID)%",
         "method": "%REQ(:METHOD)%",
-        "path": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{CLIENT_PATH_KEY})%",
-        "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:model)%",
+        "path": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{CLIENT_PATH_KEY})%{_AS_STRING}",
+        "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{MODEL_KEY})%{_AS_STRING}",
         "provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:provider)%",
         "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
         "details": "%RESPONSE_CODE_DETAILS%",

@@ -189,5 +189,8 @@ def test_every_request_gets_one_json_access_log_line(gateway: Gateway) -> None:
     httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "log-probe"}, timeout=5)
     line = gateway.access_log_line('"log-probe"')
     assert line["status"] == 404
-    assert line["path"] == "/v1/chat/completions"
+    assert (line["path"], line["model"]) == ("/v1/chat/completions", "log-probe")
     assert line["request_id"]
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=b"{", timeout=5)
+    refused = gateway.access_log_line(response.headers["x-request-id"])
+    assert (refused["status"], refused["model"]) == (400, "-")  # no model read
