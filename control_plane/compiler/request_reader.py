@@ -2,8 +2,8 @@
 whether it streams and asks for its usage, its output limits, its size, or why the routes
 refuse it, written where the routes, the workers and the access logs read them. The lane
 reads the body with it (admission: envoy); otherwise it is a Lua filter of its own. Lua,
-not json_to_metadata, which builds a tree of the whole body: ~100,000 fewer instructions a
-request (docs/benchmarks.md)."""
+not json_to_metadata, which builds a tree of the whole body: ~55,000-90,000 fewer of Envoy's
+instructions a request (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
