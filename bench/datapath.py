@@ -254,8 +254,8 @@ def envoy_process(config: dict[str, Any], work: Path,
 
 @contextlib.contextmanager
 def running_switchboard(policy: str, work: Path, workers: int, log_level: str,
-                 headers: dict[str, str], env: dict[str, str] | None = None,
-                 start_timeout_s: float = 60.0) -> Iterator[Target]:
+                        headers: dict[str, str], env: dict[str, str] | None = None,
+                        start_timeout_s: float = 60.0) -> Iterator[Target]:
     policy_path = work / "policy.yaml"
     policy_path.write_text(policy)
     ports = [free_port() for _ in range(4)]

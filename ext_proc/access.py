@@ -65,6 +65,8 @@ class AccessView:
     # same, in case).
     _rules: dict[tuple[Caller, str, frozenset[str]], tuple[BudgetRule, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    _limits: dict[Caller, tuple[RateLimitRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def takes_keys(self) -> bool:
@@ -95,6 +97,16 @@ class AccessView:
         return rules
 
     def rate_limits(self, caller: Caller) -> tuple[RateLimitRule, ...]:
+        """The same tuple for a caller each time, as budget_rules' (the spending charges of a
+        record are reused for the next one with the same rules' objects: state/plan.py)."""
+        limits = self._limits.get(caller)
+        if limits is None:
+            if len(self._limits) >= _MAX_CACHED_RULES:
+                self._limits.clear()
+            limits = self._limits[caller] = self._team_limits(caller)
+        return limits
+
+    def _team_limits(self, caller: Caller) -> tuple[RateLimitRule, ...]:
         team = self.team(caller)
         if team is None:
             return ()

@@ -156,8 +156,9 @@ def spend_charges(
 
 
 # The last rules' spending charges, their amounts left at 0, and from when until when they
-# hold: the records of a write mostly share their rules' objects (ext_proc/meter.py), so
-# each only fills in its amounts. The rules are held and compared by identity.
+# hold: the policy's access view hands out one rules tuple per caller (and model), so the
+# records of a write mostly share their rules' objects and each only fills in its amounts.
+# The rules are held and compared by identity.
 _LAST_SPENDING: list[tuple[tuple[BudgetRule, ...], tuple[RateLimitRule, ...], datetime,
                            datetime, tuple[Charge, ...]]] = []
 

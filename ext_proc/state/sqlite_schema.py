@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 
 
-
 def upgrade(conn: sqlite3.Connection) -> None:
     """Brings a ledger file made by an earlier version up to SCHEMA, which made the rest.
 

@@ -205,6 +205,49 @@ local function number_end(text, at)
   return after, integer
 end
 
+-- Just past the string, true, false, null or number at `at`, checked as a parser checks it,
+-- and whether it is an integer; nil if it is none of them.
+local function scalar_end(text, at, code)
+  if code == 34 then
+    local close = string_end(text, at)
+    return close and string_contents(text, at + 1, close - 1) and close + 1 or nil
+  elseif code == 116 then
+    return text:sub(at, at + 3) == "true" and at + 4 or nil
+  elseif code == 102 then
+    return text:sub(at, at + 4) == "false" and at + 5 or nil
+  elseif code == 110 then
+    return text:sub(at, at + 3) == "null" and at + 4 or nil
+  end
+  local after, integer = number_end(text, at)
+  if after ~= nil and (not integer or after - at > 300)
+      and math.abs(tonumber(text:sub(at, after - 1))) == math.huge then
+    return nil  -- beyond a double, which a parser refuses
+  end
+  return after, integer
+end
+
+-- Where the value of the object member whose key opens at `at` starts (past the key, checked,
+-- the colon and any space), where the key's string closes, and whether the key has an
+-- escape; nil if there is no such member.
+local function member_value(text, at)
+  if byte(text, at) ~= 34 then
+    return nil
+  end
+  local close = string_end(text, at)
+  if close == nil then
+    return nil
+  end
+  local valid, escaped = string_contents(text, at + 1, close - 1)
+  if not valid then
+    return nil
+  end
+  at = skip_space(text, close + 1)
+  if at == nil or byte(text, at) ~= 58 then
+    return nil
+  end
+  return skip_space(text, at + 1), close, escaped
+end
+
 local read_value
 
 -- The members of the object or the items of the array whose opening bracket is at `open`.
@@ -217,20 +260,11 @@ local function read_container(text, open, is_object)
   while at ~= nil do
     local key
     if is_object then
-      local close = text:byte(at) == 34 and string_end(text, at)
-      if not close then
+      local value_at, close, escaped = member_value(text, at)
+      if value_at == nil or escaped then
         return nil
       end
-      local valid, escaped = string_contents(text, at + 1, close - 1)
-      if not valid or escaped then
-        return nil
-      end
-      key = text:sub(at + 1, close - 1)
-      at = skip_space(text, close + 1)
-      if at == nil or text:byte(at) ~= 58 then
-        return nil
-      end
-      at = at + 1
+      key, at = text:sub(at + 1, close - 1), value_at
     end
     local value
     value, at = read_value(text, at)
@@ -264,27 +298,20 @@ read_value = function(text, at)
     return nil
   end
   local code = byte(text, at)
-  if code == 34 then
-    local close = string_end(text, at)
-    if close == nil then
-      return nil
-    end
-    if not string_contents(text, at + 1, close - 1) then
-      return nil
-    end
-    return text:sub(at + 1, close - 1), close + 1
-  elseif code == 123 or code == 91 then
+  if code == 123 or code == 91 then
     return read_container(text, at, code == 123)
-  elseif code == 116 and text:sub(at, at + 3) == "true" then
-    return true, at + 4
-  elseif code == 102 and text:sub(at, at + 4) == "false" then
-    return false, at + 5
-  elseif code == 110 and text:sub(at, at + 3) == "null" then
-    return JSON_NULL, at + 4
   end
-  local after, integer = number_end(text, at)
+  local after, integer = scalar_end(text, at, code)
   if after == nil then
     return nil
+  elseif code == 34 then
+    return text:sub(at + 1, after - 2), after
+  elseif code == 116 then
+    return true, after
+  elseif code == 102 then
+    return false, after
+  elseif code == 110 then
+    return JSON_NULL, after
   end
   return {number = text:sub(at, after - 1), integer = integer}, after
 end
@@ -325,44 +352,6 @@ local function value_end(text, at)
     code = byte(text, at)
   end
   return nil
-end
-
--- Just past the string, true, false, null or number at `at`, checked as a parser checks it;
--- nil if it is none of them.
-local function scalar_end(text, at, code)
-  if code == 34 then
-    local close = string_end(text, at)
-    return close and string_contents(text, at + 1, close - 1) and close + 1 or nil
-  elseif code == 116 then
-    return text:sub(at, at + 3) == "true" and at + 4 or nil
-  elseif code == 102 then
-    return text:sub(at, at + 4) == "false" and at + 5 or nil
-  elseif code == 110 then
-    return text:sub(at, at + 3) == "null" and at + 4 or nil
-  end
-  local after, integer = number_end(text, at)
-  if after ~= nil and (not integer or after - at > 300)
-      and math.abs(tonumber(text:sub(at, after - 1))) == math.huge then
-    return nil  -- beyond a double, which a parser refuses
-  end
-  return after
-end
-
--- Where the value of the object member whose key opens at `at` starts: past the key, checked,
--- the colon and any space; nil if there is no such member.
-local function member_value(text, at)
-  if byte(text, at) ~= 34 then
-    return nil
-  end
-  local close = string_end(text, at)
-  if close == nil or not string_contents(text, at + 1, close - 1) then
-    return nil
-  end
-  at = skip_space(text, close + 1)
-  if at == nil or byte(text, at) ~= 58 then
-    return nil
-  end
-  return skip_space(text, at + 1)
 end
 
 local CLOSERS = {}  -- valid_end's open containers, reused: a check never yields

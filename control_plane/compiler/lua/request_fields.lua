@@ -90,13 +90,16 @@ function request_fields(text)
     at = at + 1
   else
     while true do
-      local first = at and member_value(text, at)
+      local first, close, escaped
+      if at ~= nil then
+        first, close, escaped = member_value(text, at)
+      end
       local after = first and valid_end(text, first, MAX_NESTING - 1)  -- inside the body
       if after == nil then
         return nil, "invalid_json"
       end
-      local close = string_end(text, at)
-      local key, escaped = decoded(text, at + 1, close - 1)
+      local key = escaped and json_unescaped(text:sub(at + 1, close - 1))
+        or text:sub(at + 1, close - 1)
       fields.plain_keys = fields.plain_keys and not escaped
       keep(fields, key, text, first, after)
       at = skip_space(text, after)
