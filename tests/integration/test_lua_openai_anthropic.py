@@ -288,6 +288,30 @@ STREAMS = {path.stem: path.read_bytes()
 STREAMS["text written with spaces"] = _spaced(STREAMS["text"])
 
 
+def _fields_spelled_otherwise(stream: bytes) -> bytes:
+    """The stream with its events' lines written every other way the format allows: data
+    over two lines, no space after the colon, CRLF, comments, fields the translation does
+    not read (id, retry, a longer name starting with "data"), an event with no data."""
+    events = []
+    for at, event in enumerate(stream.split(b"\n\n")):
+        if not event:
+            continue
+        name, data = event.split(b"\n", 1)
+        payload = data.removeprefix(b"data: ")
+        if at == 0:  # split where JSON allows a newline
+            head, tail = payload.split(b",", 1)
+            data = b"data: " + head + b",\r\ndata:" + tail
+        elif at % 2:
+            data = b"data:" + payload
+        events.append(b"\r\n".join((b": keep-alive", b"id: " + str(at).encode(), name,
+                                      b"retry: 100", b"dataX: ignored", data)))
+    events.insert(1, b"event: ping")
+    return b"\r\n\r\n".join(events) + b"\r\n\r\n"
+
+
+STREAMS["fields spelled otherwise"] = _fields_spelled_otherwise(STREAMS["text"])
+
+
 def _events(stream: bytes) -> list[Any]:
     """A stream's events, each data as JSON ([DONE] as itself), `created` aside."""
     events: list[Any] = []

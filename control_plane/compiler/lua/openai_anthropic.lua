@@ -399,14 +399,26 @@ local function member(fields, name)
   return object_of(value) or {}
 end
 
+-- Every chunk starts with the stream's id, time and model, written once (`head`), and again
+-- when message_start names them.
+function Stream:identify(id, model)
+  self.model = model
+  self.head = '{"id":"' .. id .. '","object":"chat.completion.chunk","created":' .. self.created
+    .. ',"model":' .. model .. ',"choices":'
+end
+
+local CHOICE = '[{"index":0,"delta":'
+local UNFINISHED = ',"logprobs":null,"finish_reason":null}]}'
+
 function Stream:chunk(delta, finish)
-  return self:envelope('[{"index":0,"delta":' .. delta .. ',"logprobs":null,"finish_reason":'
-    .. (finish and '"' .. finish .. '"' or "null") .. "}]")
+  if finish == nil then
+    return self.head .. CHOICE .. delta .. UNFINISHED
+  end
+  return self.head .. CHOICE .. delta .. ',"logprobs":null,"finish_reason":"' .. finish .. '"}]}'
 end
 
 function Stream:envelope(choices, usage)
-  return '{"id":"' .. self.id .. '","object":"chat.completion.chunk","created":' .. self.created
-    .. ',"model":' .. self.model .. ',"choices":' .. choices .. (usage or "") .. "}"
+  return self.head .. choices .. (usage or "") .. "}"
 end
 
 -- Anthropic's message_start holds the input counts and a placeholder output count;
@@ -459,10 +471,8 @@ end
 function Stream:translate(kind, fields)
   if kind == "message_start" then
     local message = member(fields, "message")
-    self.id = string_or(message.id, "")
-    if type(message.model) == "string" and message.model ~= "" then
-      self.model = '"' .. message.model .. '"'
-    end
+    self:identify(string_or(message.id, ""), type(message.model) == "string"
+                  and message.model ~= "" and '"' .. message.model .. '"' or self.model)
     return self:chunk('{"role":"assistant","content":""}')
   elseif kind == "content_block_start" then
     return self:block_start(fields)
@@ -517,7 +527,9 @@ function Stream:dispatch(name, data, out)
   end
   local text = compact_text_delta(data)
   if text ~= nil then
-    out[#out + 1] = "data: " .. self:chunk('{"content":"' .. text .. '"}') .. "\n\n"
+    -- In one piece: most of a stream's events are these.
+    out[#out + 1] = "data: " .. self.head .. CHOICE .. '{"content":"' .. text .. '"}'
+      .. UNFINISHED .. "\n\n"
     return
   end
   local parsed = json_read(data)
@@ -541,9 +553,10 @@ end
 
 -- `report(fields)` is given the stream's usage fields each time they are complete.
 local function stream(model, include_usage, report)
-  return Stream.new({id = "", model = json_quoted(model), created = tostring(os.time()),
-                     include_usage = include_usage, report = report, tools = {},
-                     tool_count = 0, finished = false})
+  local state = Stream.new({created = tostring(os.time()), include_usage = include_usage,
+                            report = report, tools = {}, tool_count = 0, finished = false})
+  state:identify("", json_quoted(model))
+  return state
 end
 
 TRANSLATIONS.openai_anthropic = translation(request, openai_error, completion, stream)

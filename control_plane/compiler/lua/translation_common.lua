@@ -185,47 +185,71 @@ local function translation(request, error_body, success_body, stream)
 end
 
 -- Server-sent events fed in chunks split at any byte, lines ending with LF or CRLF: the
--- methods of a stream object holding `held`, `event` and `data` (initially "", "", {}) whose
--- `dispatch(name, data, out)` appends what one event becomes to `out`. `feed(chunk)` returns
--- what the events `chunk` completes became; the unfinished rest waits for the next chunk.
+-- methods of a stream object holding `held`, `event` and `data` (initially "", "" and nil:
+-- no data line yet) whose `dispatch(name, data, out)` appends what one event becomes to
+-- `out`. `feed(chunk)` returns what the events `chunk` completes became; the unfinished rest
+-- waits for the next chunk. Lines are read where they lie in the text: only the values kept
+-- are copied out of it.
 local EventReader = {}
 
-function EventReader.line(self, line, out)
-  if line == "" then
-    if #self.data > 0 or self.event ~= "" then
-      self:dispatch(self.event ~= "" and self.event or "message", table.concat(self.data, "\n"),
-                    out)
+-- The value of the line text[first..last] when it is the field `name` (a name alone is that
+-- field, empty), else nil; one space after the colon is not part of the value.
+local function field_value(text, first, last, name)
+  local after = first + #name
+  if text:sub(first, after - 1) ~= name then
+    return nil
+  elseif after > last then
+    return ""
+  elseif byte(text, after) ~= 58 then
+    return nil  -- a longer name
+  end
+  if byte(text, after + 1) == 32 then  -- within the line: its end is not a space
+    after = after + 1
+  end
+  return text:sub(after + 1, last)
+end
+
+-- The line text[first..last]: a field of the event being read, or (empty) the event's end.
+-- Comments and other fields are left out.
+function EventReader.line(self, text, first, last, out)
+  if first > last then
+    local data = self.data
+    if data ~= nil or self.event ~= "" then
+      if type(data) == "table" then
+        data = table.concat(data, "\n")
+      end
+      self:dispatch(self.event ~= "" and self.event or "message", data or "", out)
     end
-    self.event, self.data = "", {}
+    self.event, self.data = "", nil
     return
   end
-  if byte(line, 1) == 58 then
-    return  -- a comment
-  end
-  local colon = line:find(":", 1, true)
-  local name, value = line, ""
-  if colon ~= nil then
-    name, value = line:sub(1, colon - 1), line:sub(colon + 1)
-    if byte(value, 1) == 32 then
-      value = value:sub(2)
+  local lead = byte(text, first)
+  if lead == 100 then
+    local value = field_value(text, first, last, "data")
+    local data = self.data
+    if value == nil then
+      return
+    elseif data == nil then
+      self.data = value
+    elseif type(data) == "table" then
+      data[#data + 1] = value
+    else
+      self.data = {data, value}  -- several lines of data, joined by newlines
     end
-  end
-  if name == "event" then
-    self.event = value
-  elseif name == "data" then
-    self.data[#self.data + 1] = value
+  elseif lead == 101 then
+    self.event = field_value(text, first, last, "event") or self.event
   end
 end
 
 function EventReader.feed(self, chunk)
-  local text, out, from = self.held .. chunk, {}, 1
+  local held, out, from = self.held, {}, 1
+  local text = held == "" and chunk or held .. chunk
   while true do
     local newline = text:find("\n", from, true)
     if newline == nil then
       break
     end
-    local last = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
-    self:line(text:sub(from, last), out)
+    self:line(text, from, byte(text, newline - 1) == 13 and newline - 2 or newline - 1, out)
     from = newline + 1
   end
   self.held = text:sub(from)
@@ -238,7 +262,7 @@ local function event_stream_class()
   local class = {line = EventReader.line, feed = EventReader.feed}
   class.__index = class
   function class.new(state)
-    state.held, state.event, state.data = "", "", {}
+    state.held, state.event = "", ""
     return setmetatable(state, class)
   end
   return class
