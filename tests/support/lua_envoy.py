@@ -16,6 +16,7 @@ import httpx
 from google.protobuf import struct_pb2
 
 from control_plane.compiler.lua_source import to_lua
+from control_plane.compiler.request_reader import request_reader_source
 from control_plane.compiler.translations import stream_usage_source, translation_source
 from control_plane.envoy_process import envoy_binary
 from ext_proc.direct import reply_usage_object
@@ -108,7 +109,8 @@ function envoy_on_request(handle)
   local text = body and body:getBytes(0, body:length()) or ""
   local translation = TRANSLATIONS[name]
   if action == "request" then
-    local out = translation.request(text, ROUTE)
+    -- As in the lane: only a body its reader took, checked whole, is translated.
+    local out = request_fields(text) ~= nil and translation.request(text, ROUTE) or nil
     handle:respond({[":status"] = out and "200" or "204"}, out or "")
   elseif action == "failure" then
     handle:respond({[":status"] = "200"}, translation.failure())
@@ -143,8 +145,8 @@ def reported_usage(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def translation_harness(model: str) -> str:
-    return "\n".join((translation_source(), f"local MODEL = {to_lua(model)}", _USAGE_HEADER,
-                      _HARNESS))
+    return "\n".join((translation_source(), request_reader_source(),
+                      f"local MODEL = {to_lua(model)}", _USAGE_HEADER, _HARNESS))
 
 
 # POST /read/<size>: the stream read in pieces of that size, its reported usage fields

@@ -172,7 +172,7 @@ local function openai_tools(text, fields)
 end
 
 local function request(text, route)
-  local fields = object_of(json_read(text))
+  local fields = object_of(json_read(text, true))
   local tokens = fields and integer_text(fields.max_tokens)
   local streamed = fields and fields.stream
   if tokens == nil or tonumber(tokens) < 1

@@ -272,7 +272,7 @@ local function tools_section(text, fields)
 end
 
 local function request(text, route)
-  local body = json_read(text)
+  local body = json_read(text, true)
   local fields = object_of(body)
   if not fields then
     return nil

@@ -165,8 +165,9 @@ local function usage_reporter(handle)
   end
 end
 
--- A translation's entry in TRANSLATIONS. `request(text, route)` translates a request (nil:
--- left to a worker); a whole reply's error becomes `error_body(status, message)`, a success
+-- A translation's entry in TRANSLATIONS. `request(text, route)` translates a request whose
+-- body the lane's reader has checked whole (request_fields.lua; nil: left to a worker); a
+-- whole reply's error becomes `error_body(status, message)`, a success
 -- `success_body(text, model)`, which returns the reply and its usage fields;
 -- `stream(model, include_usage, report)` makes a stream's translator; `failure()` is what the
 -- client gets should this code fail on a reply.
