@@ -74,6 +74,12 @@ def _instructions(args: argparse.Namespace) -> None:
     print("saved", save(args.name, run(args)))
 
 
+def _lua(args: argparse.Namespace) -> None:
+    from bench.lua import run
+
+    print("saved", save(args.name, run(args)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from bench.report import write_report
 
@@ -120,6 +126,12 @@ def main() -> None:
         "instructions", help="Envoy's instructions per request, counted by callgrind")
     instructions_arguments(instructions)
     instructions.set_defaults(run=_instructions)
+
+    from bench.lua import add_arguments as lua_arguments
+
+    lua = commands.add_parser("lua", help="the lane's Lua translations in LuaJIT alone")
+    lua_arguments(lua)
+    lua.set_defaults(run=_lua)
 
     report = commands.add_parser("report", help="tables and plot for docs/benchmarks.md")
     report.add_argument("--output", default="docs/benchmarks-throughput.svg")

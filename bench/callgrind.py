@@ -44,6 +44,11 @@ def counted(pid: int, out_dir: Path) -> int:
         time.sleep(0.2)
     [dump] = new
     time.sleep(0.5)  # written whole before it is read
-    summary = re.search(r"^summary: (\d+)", dump.read_text(), re.MULTILINE)
-    assert summary is not None, dump
-    return int(summary.group(1))
+    return summary(dump)
+
+
+def summary(dump: Path) -> int:
+    """The instructions a callgrind dump counts."""
+    found = re.search(r"^summary: (\d+)", dump.read_text(), re.MULTILINE)
+    assert found is not None, dump
+    return int(found.group(1))

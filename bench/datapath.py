@@ -173,16 +173,22 @@ def datapath_policy(upstream_port: int, filler: int, full_path: bool,
 
 
 def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+    return ensure_command("wrk", "wrk")
+
+
+def ensure_command(command: str, package: str) -> str:
+    """The command's path, its Debian package installed first when it is missing."""
+    found = shutil.which(command)
     if found:
         return found
     sudo = [] if os.getuid() == 0 else ["sudo"]
-    print("wrk is missing: installing the Debian package", file=sys.stderr)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=False,
+    print(f"{command} is missing: installing the Debian package {package}", file=sys.stderr)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", package], check=False,
                    timeout=300, stdout=subprocess.DEVNULL)
-    found = shutil.which("wrk")
+    found = shutil.which(command)
     if not found:
-        raise SystemExit("wrk is not installed and could not be installed (apt-get install wrk)")
+        raise SystemExit(f"{command} is not installed and could not be installed "
+                         f"(apt-get install {package})")
     return found
 
 

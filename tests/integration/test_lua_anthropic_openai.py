@@ -223,6 +223,19 @@ STREAMS = {
         _chunk({"content": ""}, "mystery"),
         _chunk({"tool_calls": [_call(1, "x"), "not a call", {"index": "3", "id": "y"}]}),
         b"data:  [DONE] \r\n\r\n")),
+    # Chunks that only add text are found without being read whole: each of these must read
+    # as a chunk read whole does.
+    "text chunks written every way": b"".join((
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"content": "plain"}), _chunk({"content": "null tools", "tool_calls": None}),
+        _chunk({"content": "spaced"}).replace(b'":', b'" :\t').replace(b",", b" ,\n "),
+        b'data: {"choices":[{"delta":{"content":"first"}}],"choices":[{"delta":{"content":'
+        b'"last choices win"},"delta":{"content":"last delta wins"}}]}\n\n',
+        _chunk({"content": "an error that is text"}, error="no"),
+        _chunk({"content": "with an escape \" \n"}), _chunk({"content": ""}),
+        _chunk({"content": "a usage", "tool_calls": []}, usage={"prompt_tokens": 3}),
+        _chunk({"content": "nested " * 3, "extra": [[[[[[[[[[{"a": [1e2, True]}]]]]]]]]]]}),
+        _chunk({"content": "and its finish"}, "stop"), USAGE_CHUNK, DONE)),
     "an error before anything": b'data: {"error": {"type": "x"}}\n\n',
     "no finish reason before [DONE]": _chunk({"content": "hi"}) + DONE,
     "nothing but [DONE]": DONE,

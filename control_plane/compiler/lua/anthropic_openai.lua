@@ -356,6 +356,11 @@ function Events:delta(delta, out)
     .. self.block .. ',"delta":' .. delta .. "}")
 end
 
+function Events:add_text(text, out)
+  self:open("text", '{"type":"text","text":""}', false, out)
+  self:delta('{"type":"text_delta","text":"' .. text .. '"}', out)
+end
+
 function Events:stream_tool(index, id, fn, out)
   local kind = "tool:" .. index
   if id ~= "" or kind ~= self.open_kind then
@@ -421,8 +426,7 @@ function Events:chunk(fields, out)
   end
   local delta = object_of(choice.delta) or {}
   if type(delta.content) == "string" and delta.content ~= "" then
-    self:open("text", '{"type":"text","text":""}', false, out)
-    self:delta('{"type":"text_delta","text":"' .. delta.content .. '"}', out)
+    self:add_text(delta.content, out)
   end
   for _, call in ipairs(is_array(delta.tool_calls) and delta.tool_calls.array or {}) do
     local call_fields = object_of(call)
@@ -454,12 +458,55 @@ function Events:finish(out)
   out[#out + 1] = event("message_stop", '{"type":"message_stop"}')
 end
 
+-- The text a chunk adds to the answer, when that is all it does, found without reading it
+-- into tables (most of a stream's chunks are these): a chunk checked whole and written
+-- without an escape (an escaped key reads otherwise), after the first, with no error, usage,
+-- tool call or finish reason. Nil for any other chunk, which Events:chunk reads instead.
+local MAX_DEPTH = 64  -- a deeper chunk is read the general way
+local CHUNK_KEYS = key_set({"choices", "error", "usage"})
+local CHOICE_KEYS = key_set({"delta", "finish_reason"})
+local DELTA_KEYS = key_set({"content", "tool_calls"})
+
+local function added_text(data)
+  local open = skip_space(data, 1)
+  if open == nil or byte(data, open) ~= 123 or data:find("\\", open, true) then
+    return nil
+  end
+  local after = valid_end(data, open, MAX_DEPTH)
+  if after == nil or skip_space(data, after) ~= nil then
+    return nil
+  end
+  local chunk = members_at(data, open, CHUNK_KEYS)
+  local choices = chunk.choices and byte(data, chunk.choices) == 91
+    and skip_space(data, chunk.choices + 1)
+  if not choices or byte(data, choices) ~= 123 or chunk.error and byte(data, chunk.error) == 123
+      or chunk.usage and byte(data, chunk.usage) == 123 then
+    return nil
+  end
+  local choice = members_at(data, choices, CHOICE_KEYS)
+  if choice.finish_reason and byte(data, choice.finish_reason) == 34
+      or not choice.delta or byte(data, choice.delta) ~= 123 then
+    return nil
+  end
+  local delta = members_at(data, choice.delta, DELTA_KEYS)
+  local content = delta.content
+  if delta.tool_calls and byte(data, delta.tool_calls) == 91
+      or not content or byte(data, content) ~= 34 or byte(data, content + 1) == 34 then
+    return nil
+  end
+  return data:sub(content + 1, string_end(data, content) - 1)
+end
+
 function Events:dispatch(_, data, out)
   if self.ended then
     return
   end
   if data == "[DONE]" or #data < 64 and data:match("^%s*(.-)%s*$") == "[DONE]" then
     return self:finish(out)
+  end
+  local text = self.started and added_text(data)
+  if text then
+    return self:add_text(text, out)
   end
   local fields = object_of(json_read(data))
   if not fields then

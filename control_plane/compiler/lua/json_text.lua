@@ -36,18 +36,21 @@ end
 -- Where the string that opens at `at` closes: the first quote after it that an even number of
 -- backslashes precedes. A plain search for quotes is many times faster than stopping at each
 -- escape, and code pasted into a prompt is full of escapes.
-local function string_end(text, at)
-  local from = at + 1
-  while true do
-    local quote = text:find('"', from, true)
-    if quote == nil then
-      return nil
-    end
-    if not is_escaped(text, quote) then  -- looks back to the opening quote at the latest
-      return quote
-    end
-    from = quote + 1
+local function escaped_string_end(text, quote)
+  while quote ~= nil and is_escaped(text, quote) do  -- back to the opening quote at most
+    quote = text:find('"', quote + 1, true)
   end
+  return quote
+end
+
+-- The loop apart: most strings end at their first quote, and a loop here, inside every
+-- reader's own, would keep LuaJIT from compiling theirs.
+local function string_end(text, at)
+  local quote = text:find('"', at + 1, true)
+  if quote ~= nil and byte(text, quote - 1) == 92 then
+    return escaped_string_end(text, quote)
+  end
+  return quote
 end
 
 local ESCAPE_LETTERS = {[34] = true, [92] = true, [47] = true, [98] = true, [102] = true,
@@ -409,6 +412,39 @@ local function valid_end(text, at, max_depth)
     end
   end
   return nil
+end
+
+-- The keys members_at looks for: each by name, and by its first byte and length, which
+-- tell most other keys apart without copying them out of the text.
+local function key_set(names)
+  local keys = {}
+  for _, name in ipairs(names) do
+    keys[name], keys[byte(name) * 256 + #name] = true, true
+  end
+  return keys
+end
+
+-- Where the values of the object that opens at `open` start, by key, for the keys in
+-- `wanted` (a key_set; the last of a repeated key wins, as when read), in a text valid_end
+-- has checked and that has no escape (so every key reads as written): a few members found
+-- without reading the rest into tables.
+local function members_at(text, open, wanted)
+  local found = {}
+  local at = skip_space(text, open + 1)
+  while byte(text, at) == 34 do
+    local value_at, close = member_value(text, at)
+    if wanted[byte(text, at + 1) * 256 + close - at - 1] then
+      local key = text:sub(at + 1, close - 1)
+      if wanted[key] then
+        found[key] = value_at
+      end
+    end
+    at = skip_space(text, value_end(text, value_at))
+    if byte(text, at) == 44 then
+      at = skip_space(text, at + 1)
+    end
+  end
+  return found
 end
 
 local SIMPLE_ESCAPES = {[34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f",
