@@ -33,9 +33,7 @@ local function is_escaped(text, at)
   return (at - 1 - before) % 2 == 1
 end
 
--- Where the string that opens at `at` closes: the first quote after it that an even number of
--- backslashes precedes. A plain search for quotes is many times faster than stopping at each
--- escape, and code pasted into a prompt is full of escapes.
+-- The first quote from `quote` on that is not escaped.
 local function escaped_string_end(text, quote)
   while quote ~= nil and is_escaped(text, quote) do  -- back to the opening quote at most
     quote = text:find('"', quote + 1, true)
@@ -43,8 +41,11 @@ local function escaped_string_end(text, quote)
   return quote
 end
 
--- The loop apart: most strings end at their first quote, and a loop here, inside every
--- reader's own, would keep LuaJIT from compiling theirs.
+-- Where the string that opens at `at` closes: the first quote after it that an even number of
+-- backslashes precedes. A plain search for quotes is many times faster than stopping at each
+-- escape, and code pasted into a prompt is full of escapes. The loop for escaped quotes is
+-- apart: most strings end at their first quote, and a loop here, inside every reader's own,
+-- kept LuaJIT from compiling theirs.
 local function string_end(text, at)
   local quote = text:find('"', at + 1, true)
   if quote ~= nil and byte(text, quote - 1) == 92 then
