@@ -89,6 +89,11 @@ BODIES = {
     "fields of other types": b'{"model":"m","stream":"yes","max_tokens":"7",'
                              b'"stream_options":{"include_usage":1}}',
     "options not an object": b'{"model":"m","stream_options":[true]}',
+    "options empty": b'{"model":"m","stream_options":{}}',
+    "options' key escaped, nested, repeated": b'{"model":"m","stream_options":{"x":'
+        b'{"include_usage":false},"include_\\u0075sage":false,"include_usage":true}}',
+    "options' last key escaped": b'{"model":"m","stream_options":{"include_usage":true,'
+        b'"include_\\u0075sage":false}}',
     "nested model is not the model": b'{"messages":[{"model":"m"}],"tools":{"model":"m"}}',
     "model twice, the last wins": b'{"model":"a","model":"b"}',
     "model then not a string": b'{"model":"a","model":null}',

@@ -415,39 +415,6 @@ local function valid_end(text, at, max_depth)
   return nil
 end
 
--- The keys members_at looks for: each by name, and by its first byte and length, which
--- tell most other keys apart without copying them out of the text.
-local function key_set(names)
-  local keys = {}
-  for _, name in ipairs(names) do
-    keys[name], keys[byte(name) * 256 + #name] = true, true
-  end
-  return keys
-end
-
--- Where the values of the object that opens at `open` start, by key, for the keys in
--- `wanted` (a key_set; the last of a repeated key wins, as when read), in a text valid_end
--- has checked and that has no escape (so every key reads as written): a few members found
--- without reading the rest into tables.
-local function members_at(text, open, wanted)
-  local found = {}
-  local at = skip_space(text, open + 1)
-  while byte(text, at) == 34 do
-    local value_at, close = member_value(text, at)
-    if wanted[byte(text, at + 1) * 256 + close - at - 1] then
-      local key = text:sub(at + 1, close - 1)
-      if wanted[key] then
-        found[key] = value_at
-      end
-    end
-    at = skip_space(text, value_end(text, value_at))
-    if byte(text, at) == 44 then
-      at = skip_space(text, at + 1)
-    end
-  end
-  return found
-end
-
 local SIMPLE_ESCAPES = {[34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f",
                         [110] = "\n", [114] = "\r", [116] = "\t"}
 
@@ -498,6 +465,41 @@ local function json_unescaped(inner)
       parts[#parts + 1] = utf8_of(point)
     end
   end
+end
+
+-- The keys members_at looks for: each by name, and by its first byte and length, which
+-- tell most other keys apart without copying them out of the text.
+local function key_set(names)
+  local keys = {}
+  for _, name in ipairs(names) do
+    keys[name], keys[byte(name) * 256 + #name] = true, true
+  end
+  return keys
+end
+
+-- Where the values of the object that opens at `open` start, by key, for the keys in
+-- `wanted` (a key_set; keys compared decoded, the last of a repeated key wins, as when read),
+-- in a text valid_end has checked: a few members found without reading the rest into tables.
+local function members_at(text, open, wanted)
+  local found = {}
+  local at = skip_space(text, open + 1)
+  while byte(text, at) == 34 do
+    local value_at, close, escaped = member_value(text, at)
+    local key
+    if escaped then
+      key = json_unescaped(text:sub(at + 1, close - 1))
+    elseif wanted[byte(text, at + 1) * 256 + close - at - 1] then
+      key = text:sub(at + 1, close - 1)
+    end
+    if key ~= nil and wanted[key] then
+      found[key] = value_at
+    end
+    at = skip_space(text, value_end(text, value_at))
+    if byte(text, at) == 44 then
+      at = skip_space(text, at + 1)
+    end
+  end
+  return found
 end
 
 -- The document `text` as above, or nil. A `checked` text is one valid_end has found whole

@@ -30,21 +30,11 @@ local function boolean(text, first)
 end
 
 -- stream_options.include_usage when it is true or false (the object is checked already).
+local USAGE_OPTION = key_set({"include_usage"})
+
 local function include_usage(text, open)
-  local found
-  local at = skip_space(text, open + 1)
-  while at ~= nil and byte(text, at) == 34 do
-    local close = string_end(text, at)
-    local key = decoded(text, at + 1, close - 1)
-    local value = skip_space(text, skip_space(text, close + 1) + 1)
-    local after = value_end(text, value)
-    if key == "include_usage" then
-      found = boolean(text, value)
-    end
-    at = skip_space(text, after)
-    at = byte(text, at) == 44 and skip_space(text, at + 1) or nil
-  end
-  return found
+  local at = members_at(text, open, USAGE_OPTION).include_usage
+  return at and boolean(text, at)
 end
 
 -- Keeps the top-level member whose value spans text[first..after - 1].
