@@ -73,28 +73,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="lua", help="results file: results/NAME.json")
 
 
-def _run(luajit: str, script: Path, part: str, payload: Path, times: int,
-         work: Path | None = None) -> tuple[str, int | None]:
-    """What the driver printed (µs a run), and with `work` the process's instructions."""
+def _driver(luajit: str, script: Path, part: str, payload: Path, times: int) -> list[str]:
     translation, what, _ = PARTS[part]
-    command = [luajit, str(script), translation, what, str(payload), str(times)]
-    if work is not None:
-        command = [*callgrind.valgrind_command(work), *command]
-    done = subprocess.run(command, check=True, capture_output=True, text=True,
-                          timeout=COUNT_TIMEOUT_S)
-    if work is None:
-        return done.stdout, None
+    return [luajit, str(script), translation, what, str(payload), str(times)]
+
+
+def _output(command: list[str]) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True,
+                          timeout=COUNT_TIMEOUT_S).stdout
+
+
+def _instructions(command: list[str], work: Path) -> int:
+    """The instructions of `command`, whole, run under callgrind."""
+    _output([*callgrind.valgrind_command(work), *command])
     [dump] = work.glob("callgrind.*")
-    instructions = callgrind.summary(dump)
+    counted = callgrind.summary(dump)
     dump.unlink()
-    return done.stdout, instructions
+    return counted
 
 
 def count(luajit: str, script: Path, part: str, payload: Path, times: int, work: Path) -> int:
     """Instructions one run of `part` takes, less what starting and loading take."""
-    _, few = _run(luajit, script, part, payload, times, work)
-    _, many = _run(luajit, script, part, payload, 3 * times, work)
-    assert few is not None and many is not None
+    few = _instructions(_driver(luajit, script, part, payload, times), work)
+    many = _instructions(_driver(luajit, script, part, payload, 3 * times), work)
     return round((many - few) / (2 * times))
 
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             payload.write_bytes(PARTS[part][2])
             counts = [count(luajit, script, part, payload, args.times, work)
                       for _ in range(args.repeats)]
-            microseconds, _ = _run(luajit, script, part, payload, 20 * args.times)
+            microseconds = _output(_driver(luajit, script, part, payload, 20 * args.times))
             result = {"part": part, "payload_bytes": len(PARTS[part][2]),
                       "instructions": round(statistics.median(counts)),
                       "instructions_range": [min(counts), max(counts)],
