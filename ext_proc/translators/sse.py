@@ -23,8 +23,14 @@ class SseParser:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
+        # The last line ended with a CR: an LF right after it is the rest of a CRLF.
+        self._after_cr = False
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> list[Event]:
+        if chunk:
+            if self._after_cr and chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            self._after_cr = False
         self._buffer += chunk
         events: list[Event] = []
         while True:
@@ -34,7 +40,7 @@ class SseParser:
             self._line(line, events)
         if end_of_stream:
             if self._buffer:  # a last line without its newline still counts
-                self._line(self._buffer.decode("utf-8", "replace").rstrip("\r"), events)
+                self._line(self._buffer.decode("utf-8", "replace"), events)
                 self._buffer = b""
             self._line("", events)
         return events
@@ -46,10 +52,9 @@ class SseParser:
         index = min(ends)
         end = index + 1
         if self._buffer[index] == 0x0D:
-            # A CR at the very end may be the first half of CRLF: wait for the next byte.
             if end == len(self._buffer):
-                return "", False
-            if self._buffer[end] == 0x0A:
+                self._after_cr = True  # the line ends here, whether an LF follows or not
+            elif self._buffer[end] == 0x0A:
                 end += 1
         line = self._buffer[:index].decode("utf-8", "replace")
         self._buffer = self._buffer[end:]

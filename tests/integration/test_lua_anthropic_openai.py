@@ -202,6 +202,11 @@ def _call(index: int, call_id: str | None = None, name: str | None = None,
 USAGE_CHUNK = (b'data: {"id":"chatcmpl-s","choices":[],"usage":{"prompt_tokens":30,'
                b'"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":10}}}\n\n')
 DONE = b"data: [DONE]\n\n"
+# An event's line end and its blank line, every way the format allows (a CR then an LF would
+# be one line end, CRLF, not two).
+LINE_ENDS = ((b"\r", b"\r"), (b"\r\n", b"\r"), (b"\n", b"\r"), (b"\r", b"\r\n"),
+             (b"\n", b"\r\n"), (b"\r\n", b"\n"), (b"\r\n", b"\r\n"))
+
 STREAMS = {
     **{path.stem: path.read_bytes()
        for path in sorted((FIXTURES / "openai" / "streams").iterdir())},
@@ -244,6 +249,11 @@ STREAMS = {
         if line.startswith(b"data: {") else line + b"\r\n\r\n"
         for line in (FIXTURES / "openai" / "streams" / "tool_calls.sse").read_bytes().split(
             b"\n\n") if line),
+    "CR, CRLF and LF line ends": b"".join(
+        event + b"".join(LINE_ENDS[at % len(LINE_ENDS)])
+        for at, event in enumerate(
+            (FIXTURES / "openai" / "streams" / "tool_calls.sse").read_bytes().split(b"\n\n"))
+        if event),
 }
 
 

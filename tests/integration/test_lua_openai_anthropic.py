@@ -310,6 +310,8 @@ def _fields_spelled_otherwise(stream: bytes) -> bytes:
 
 
 STREAMS["fields spelled otherwise"] = _fields_spelled_otherwise(STREAMS["text"])
+STREAMS["fields spelled otherwise, CR line ends"] = STREAMS["fields spelled otherwise"].replace(
+    b"\r\n", b"\r")
 
 
 def _events(stream: bytes) -> list[Any]:

@@ -3,7 +3,8 @@ run in a real Envoy's LuaJIT: it reports what the workers' own stream readers re
 (ext_proc/translators/openai_openai.py, anthropic_anthropic.py) for the recorded fixture
 streams (tests/fixtures/*/streams, whose README cites the providers' references) and for
 streams written otherwise as the SSE specification allows, fed in pieces of any size; and
-the usage event the lane asked for on a client's behalf leaves the stream, byte for byte."""
+the usage event the lane asked for on a client's behalf leaves the stream, byte for byte
+(a stream whose lines end otherwise than with LF leaves with LF line ends)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,12 @@ EDGE_STREAMS: dict[str, tuple[str, dict[str, Any] | None]] = {
                        OPENAI_FIELDS),
     "mixed line ends": (_event(_chunk("Hi")).replace("\n\n", "\r\n\n")
                         + USAGE_EVENT.replace("\n\n", "\n\r\n") + DONE, OPENAI_FIELDS),
+    "CR line ends": ((_event(_chunk("Hi")) + USAGE_EVENT + DONE).replace("\n", "\r"),
+                     OPENAI_FIELDS),
+    "CR, LF and CRLF line ends": (
+        ": x\r\r" + _event(_chunk("Hi")).replace("\n\n", "\r\n\r")
+        + "data:" + USAGE_EVENT.removeprefix("data: ").replace("\n\n", "\r\r\n")
+        + DONE.replace("\n", "\r"), OPENAI_FIELDS),
     "data without a space, spaces in the JSON": (
         "data:" + orjson.dumps(_chunk("a")).decode() + "\n\n"
         + 'data:{"choices" : [] , "usage" :\t{ "prompt_tokens" : 3 , "completion_tokens":'
@@ -159,8 +166,11 @@ STRIPPED: dict[str, tuple[bytes, bytes]] = {
         (FIXTURES / "openai" / "streams" / "text.sse").read_bytes(),
         b"".join(event + b"\n\n" for event in (FIXTURES / "openai" / "streams" / "text.sse")
                  .read_bytes().split(b"\n\n") if event and b'"choices":[],' not in event)),
+    # Lines that end otherwise than with LF leave with LF (the same events).
     "CRLF": ((_event(_chunk("a")) + USAGE_EVENT + DONE).replace("\n", "\r\n").encode(),
-             (_event(_chunk("a")) + DONE).replace("\n", "\r\n").encode()),
+             (_event(_chunk("a")) + DONE).encode()),
+    "CR": ((_event(_chunk("a")) + USAGE_EVENT + DONE).replace("\n", "\r").encode(),
+           (_event(_chunk("a")) + DONE).encode()),
     "usage riding on a chunk with choices stays": (
         (_event({**_chunk("a"), "usage": OPENAI_USAGE}) + DONE).encode(),
         (_event({**_chunk("a"), "usage": OPENAI_USAGE}) + DONE).encode()),

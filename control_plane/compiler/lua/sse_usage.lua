@@ -6,8 +6,8 @@
 -- counts). The last event to name a field wins.
 --
 -- A chunk may end anywhere: the end of the last whole event in it is found from the chunk's
--- end, and what follows waits for the next chunk. Lines end with LF or CRLF, events with a
--- blank line.
+-- end, and what follows waits for the next chunk. Events end with a blank line; lines are
+-- read with LF line ends (lf_lines: a stream that ends them otherwise is rewritten so).
 
 -- An unfinished event longer than this is given up on rather than held without bound.
 local MAX_HELD = 1024 * 1024
@@ -20,11 +20,7 @@ end
 
 -- Whether the LF at `at` ends a blank line.
 local function ends_blank_line(text, at, floor)
-  local before = at - 1
-  if byte(text, before) == 13 then
-    before = before - 1
-  end
-  return before >= floor and byte(text, before) == 10
+  return at > floor and byte(text, at - 1) == 10
 end
 
 -- The length of text up to the end of its last whole event (0: none), given that its first
@@ -50,16 +46,8 @@ end
 
 -- Where the event holding `at` ends: the LF of its blank line.
 local function event_end(text, at)
-  while true do
-    local newline = text:find("\n", at, true)
-    if newline == nil or byte(text, newline + 1) == 10 then
-      return newline and newline + 1
-    end
-    if byte(text, newline + 1) == 13 and byte(text, newline + 2) == 10 then
-      return newline + 2
-    end
-    at = newline + 1
-  end
+  local blank = text:find("\n\n", at, true)
+  return blank and blank + 1
 end
 
 -- The JSON an event's data lines hold, or nil.
@@ -67,10 +55,9 @@ local function event_json(text, first, last)
   local data, at = {}, first
   while at <= last do
     local newline = text:find("\n", at, true) or last + 1
-    local line_end = byte(text, newline - 1) == 13 and newline - 2 or newline - 1
     if text:sub(at, at + 4) == "data:" then
       local from = byte(text, at + 5) == 32 and at + 6 or at + 5
-      data[#data + 1] = text:sub(from, line_end)
+      data[#data + 1] = text:sub(from, newline - 1)
     end
     at = newline + 1
   end
@@ -189,9 +176,10 @@ local function held_events_class()
   function class.new()
     return setmetatable({held = ""}, class)
   end
-  -- `chunk` after what was held, and the length of the whole events in it.
+  -- `chunk` after what was held, with LF line ends, and the length of the whole events in it.
   function class.whole(self, chunk)
     local held = self.held
+    chunk = lf_lines(self, chunk)
     local text = held == "" and chunk or held .. chunk
     return text, whole_length(text, #held)
   end
@@ -209,7 +197,7 @@ end
 
 -- An OpenAI stream whose usage the client did not ask for: `strip(chunk, report)` reads the
 -- usage as `read` does and returns what of the chunk and the unfinished event before it goes
--- on (nil: the chunk as it is), without the usage event, which OpenAI sends with its
+-- on, with LF line ends (nil: the chunk as it is), without the usage event, which OpenAI sends with its
 -- "choices" empty (an event with choices goes on). An empty chunk is the stream's end
 -- (Envoy hands Lua one after the last): an event the stream left unfinished goes on as it is.
 local UsageStripper = held_events_class()
@@ -234,7 +222,7 @@ function UsageStripper.strip(self, chunk, report)
       from = last + 1
     end
   end)
-  if from == 1 and length == #text and held == "" then
+  if from == 1 and length == #text and text == chunk then
     return nil
   end
   kept[#kept + 1] = text:sub(from, length)

@@ -185,12 +185,29 @@ local function translation(request, error_body, success_body, stream)
     end}
 end
 
--- Server-sent events fed in chunks split at any byte, lines ending with LF or CRLF: the
--- methods of a stream object holding `held`, `event` and `data` (initially "", "" and nil:
--- no data line yet) whose `dispatch(name, data, out)` appends what one event becomes to
--- `out`. `feed(chunk)` returns what the events `chunk` completes became; the unfinished rest
--- waits for the next chunk. Lines are read where they lie in the text: only the values kept
--- are copied out of it.
+-- Server-sent events end their lines with CR, LF or CRLF; the readers below look for LF
+-- alone. `lf_lines(stream, chunk)` is the chunk of `stream` with each CR and CRLF written as
+-- LF. A CRLF may be split between two chunks: `stream.after_cr` says the last one ended with
+-- a CR, already read as a line's end, whose LF, opening this chunk, is dropped.
+local function lf_lines(stream, chunk)
+  local first = byte(chunk, 1)
+  if first == nil then
+    return chunk
+  elseif first == 10 and stream.after_cr then
+    chunk = chunk:sub(2)
+  end
+  stream.after_cr = byte(chunk, #chunk) == 13
+  if not chunk:find("\r", 1, true) then  -- providers end lines with LF
+    return chunk
+  end
+  return (chunk:gsub("\r\n?", "\n"))
+end
+
+-- Server-sent events fed in chunks split at any byte: the methods of a stream object
+-- holding `held`, `event` and `data` (initially "", "" and nil: no data line yet) whose
+-- `dispatch(name, data, out)` appends what one event becomes to `out`. `feed(chunk)`
+-- returns what the events `chunk` completes became; the unfinished rest waits for the next
+-- chunk. Lines are read where they lie in the text: only the values kept are copied out.
 local EventReader = {}
 
 -- The value of the line text[first..last] when it is the field `name` (a name alone is that
@@ -244,13 +261,14 @@ end
 
 function EventReader.feed(self, chunk)
   local held, out, from = self.held, {}, 1
+  chunk = lf_lines(self, chunk)
   local text = held == "" and chunk or held .. chunk
   while true do
     local newline = text:find("\n", from, true)
     if newline == nil then
       break
     end
-    self:line(text, from, byte(text, newline - 1) == 13 and newline - 2 or newline - 1, out)
+    self:line(text, from, newline - 1, out)
     from = newline + 1
   end
   self.held = text:sub(from)

@@ -18,11 +18,14 @@ def test_parse(stream: bytes, expected: list[Event]) -> None:
     assert SseParser().feed(stream, end_of_stream=True) == expected
 
 
-def test_cr_at_a_chunk_end_waits_for_its_lf() -> None:
+def test_a_line_ends_at_its_cr_and_an_lf_after_it_in_the_next_chunk_is_the_same_end() -> None:
     parser = SseParser()
     assert parser.feed(b"data: a\r") == []
-    assert parser.feed(b"\n\r") == []
-    assert parser.feed(b"\n") == [Event("message", "a")]
+    assert parser.feed(b"\n\r") == [Event("message", "a")]  # no wait for a byte that may not come
+    assert parser.feed(b"\n") == []  # the rest of that CRLF
+    assert parser.feed(b"data: b\r") == []
+    assert parser.feed(b"") == []  # an empty chunk changes nothing
+    assert parser.feed(b"\n\n") == [Event("message", "b")]
 
 
 def test_encode() -> None:
