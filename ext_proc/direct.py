@@ -146,7 +146,9 @@ class DirectUsage:
                  if reply_fields is not None else {})
         whole = _whole(served.reply_api, reply)
         status = entry.response.response_code.value
-        outcome = _outcome(common.response_flags, status, whole)
+        # Envoy writes the flags only when one is set: most entries have none to read.
+        outcome = (_outcome(common.response_flags, status, whole)
+                   if common.HasField("response_flags") else _served_outcome(status))
         if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
             status = 0  # Envoy's own answer, not the provider's
         usage = _usage(served.reply_api, reply, whole, status, _text(fields, BODY_SIZE_KEY),
@@ -264,9 +266,13 @@ def _usage(api: ClientApi, reply: Mapping[str, Any], whole: bool, status: int, b
     return replace(counted, output=estimate.output, reasoning=0, estimated=True)
 
 
+def _served_outcome(status: int) -> Outcome:
+    return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
+
+
 def _outcome(flags: al.ResponseFlags, status: int, whole: bool) -> Outcome:
-    if flags.ByteSize() == 0:  # no flag set: most requests, decided without reading each one
-        return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
+    if flags.ByteSize() == 0:  # no flag set, decided without reading each one
+        return _served_outcome(status)
     if flags.downstream_connection_termination or flags.downstream_remote_reset:
         # A client may hang up once it has the answer's end, before the provider's body
         # ends (OpenAI's SDK does at [DONE]): it had the whole answer.
@@ -280,4 +286,4 @@ def _outcome(flags: al.ResponseFlags, status: int, whole: bool) -> Outcome:
     if (flags.upstream_remote_reset or flags.upstream_connection_termination
             or flags.local_reset or flags.upstream_overflow or flags.no_healthy_upstream):
         return Outcome.NO_RESPONSE
-    return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
+    return _served_outcome(status)

@@ -17,10 +17,9 @@ counter rather than into the histogram, where summing token types would double c
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -107,14 +106,29 @@ COMMON_LABELS = (
 REFUSED = "refused"
 
 
-@contextlib.contextmanager
-def never_failing() -> Iterator[None]:
+class _NeverFailing:
     """Metrics never fail a request or cost it its usage record: an update that cannot be made
-    is logged and dropped."""
-    try:
-        yield
-    except Exception as exc:
-        log.error("metrics not updated", error=repr(exc))
+    is logged and dropped. One object for every use: a generator-made context manager costs
+    a worker ~1 µs each time, on every request it meters."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> bool:
+        if not isinstance(error, Exception):
+            return False  # none, or one that must go on (a cancellation, an exit)
+        log.error("metrics not updated", error=repr(error))
+        return True
+
+
+_NEVER_FAILING = _NeverFailing()
+
+
+def never_failing() -> _NeverFailing:
+    return _NEVER_FAILING
 
 
 def semconv_provider_name(kind: str) -> str:
