@@ -197,9 +197,10 @@ end
 
 -- An OpenAI stream whose usage the client did not ask for: `strip(chunk, report)` reads the
 -- usage as `read` does and returns what of the chunk and the unfinished event before it goes
--- on, with LF line ends (nil: the chunk as it is), without the usage event, which OpenAI sends with its
--- "choices" empty (an event with choices goes on). An empty chunk is the stream's end
--- (Envoy hands Lua one after the last): an event the stream left unfinished goes on as it is.
+-- on, with LF line ends (nil: the chunk as it is), without the usage event, which OpenAI
+-- sends with its "choices" empty (an event with choices goes on). An empty chunk is the
+-- stream's end (Envoy hands Lua one after the last): an event the stream left unfinished
+-- goes on as it is.
 local UsageStripper = held_events_class()
 
 local function usage_only(event)
