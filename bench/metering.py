@@ -44,7 +44,7 @@ from ext_proc.contract import (
     DIRECT_METADATA_KEY,
     METADATA_NAMESPACE,
     MODEL_KEY,
-    REPLY_USAGE_NAMESPACE,
+    REPLY_USAGE_KEY,
 )
 from ext_proc.ledgers import Ledgers
 from ext_proc.meter import Meter
@@ -82,10 +82,10 @@ def message(entries: int) -> als_pb2.StreamAccessLogsMessage:
         common.metadata.filter_metadata[METADATA_NAMESPACE].update({
             MODEL_KEY: MODEL, "max_tokens": 256, CLIENT_PATH_KEY: "/v1/chat/completions",
             BODY_SIZE_KEY: "944", DIRECT_METADATA_KEY: {
-                "provider": "openai", "model": MODEL, "team": "bench", "key_id": key_id}})
-        common.metadata.filter_metadata[REPLY_USAGE_NAMESPACE].update({
-            "prompt_tokens": 312, "prompt_tokens_details.cached_tokens": 0,
-            "completion_tokens": 48, "completion_tokens_details.reasoning_tokens": 0})
+                "provider": "openai", "model": MODEL, "team": "bench", "key_id": key_id},
+            REPLY_USAGE_KEY: '{"prompt_tokens":312,"prompt_tokens_details.cached_tokens":0,'
+                             '"completion_tokens":48,'
+                             '"completion_tokens_details.reasoning_tokens":0}'})
         entry.request.request_id = str(uuid.uuid4())
         entry.response.response_code.value = 200
         entry.response.response_body_bytes = 754

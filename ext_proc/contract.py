@@ -61,10 +61,12 @@ TRANSLATED_HEADER = "x-switchboard-translated"
 # Set by Envoy's lane on a request it admitted (the caller's team and key id set beside it)
 # whose attempts the worker processes: the router-level call is skipped, the attempts are not.
 ADMITTED_HEADER = "x-switchboard-admitted"
-# Dynamic metadata namespace of the usage fields Envoy's Lua reader finds in a reply forwarded
-# alone, whole or streamed (control_plane/compiler/reply_usage.py), each under its dotted path
-# in the reply's `usage` object; the reader of each API reads its own schema's names.
-REPLY_USAGE_NAMESPACE = "switchboard.reply_usage"
+# Key, in METADATA_NAMESPACE, of the usage fields Envoy's Lua reader finds in a reply forwarded
+# alone, whole or streamed (control_plane/compiler/reply_usage.py): one JSON object of them,
+# each under its dotted path in the reply's `usage` object ({"prompt_tokens_details.
+# cached_tokens": 1024}); the reader of each API reads its own schema's names. One value,
+# not one per field: each value costs Envoy ~4,600 instructions a request (callgrind).
+REPLY_USAGE_KEY = "reply_usage"
 OPENAI_USAGE_FIELDS = ("prompt_tokens", "completion_tokens",
                        "prompt_tokens_details.cached_tokens",
                        "completion_tokens_details.reasoning_tokens")

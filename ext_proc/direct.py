@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
 
 from ext_proc.access import Caller
@@ -32,7 +33,7 @@ from ext_proc.contract import (
     OPENAI_USAGE_FIELDS,
     REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
-    REPLY_USAGE_NAMESPACE,
+    REPLY_USAGE_KEY,
     STREAM_KEY,
     ClientApi,
     client_api_for_path,
@@ -136,14 +137,13 @@ class DirectUsage:
         if marked is None:
             return None
         common = entry.common_properties
-        metadata = common.metadata.filter_metadata
         served = self._served_by(view, marked.struct_value, _text(fields, CLIENT_PATH_KEY),
                                  _text(fields, MODEL_KEY))
         if served is None:
             return None
-        reply_fields = metadata.get(REPLY_USAGE_NAMESPACE)
-        reply = (reply_usage_object(reply_fields.fields, served.reply_api)
-                 if reply_fields is not None else {})
+        reported = fields.get(REPLY_USAGE_KEY)
+        reply = (reply_usage_object(reported.string_value, served.reply_api)
+                 if reported is not None else {})
         whole = _whole(served.reply_api, reply)
         status = entry.response.response_code.value
         # Envoy writes the flags only when one is set: most entries have none to read.
@@ -226,17 +226,23 @@ _API_USAGE_PATHS = {
 }
 
 
-def reply_usage_object(fields: Any, api: ClientApi | None = None) -> dict[str, Any]:
+def reply_usage_object(reported: str, api: ClientApi | None = None) -> dict[str, Any]:
     """The reply's `usage` object as it wrote it, from the fields Envoy's usage reader found
-    ({"a.b": 1.0} -> {"a": {"b": 1}}: metadata holds numbers as doubles); only `api`'s
-    fields when given."""
+    (REPLY_USAGE_KEY's JSON: {"a.b": 1} -> {"a": {"b": 1}}); only `api`'s fields when given.
+    Empty when the value cannot be read (a defect: the request is then metered as one cut
+    before its usage)."""
+    try:
+        fields = orjson.loads(reported)
+    except orjson.JSONDecodeError:
+        return {}
     usage: dict[str, Any] = {}
+    if not isinstance(fields, dict):
+        return usage
     for name, parent, leaf in _REPLY_USAGE_PATHS if api is None else _API_USAGE_PATHS[api]:
-        value = fields.get(name)
-        if value is not None:
-            number = value.number_value
+        number = fields.get(name)
+        if isinstance(number, int | float) and not isinstance(number, bool):
             holder = usage if parent is None else usage.setdefault(parent, {})
-            holder[leaf] = int(number) if number.is_integer() else number
+            holder[leaf] = int(number) if float(number).is_integer() else number
     return usage
 
 

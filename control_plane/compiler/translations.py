@@ -17,7 +17,7 @@ from ext_proc.contract import (
     METADATA_NAMESPACE,
     REPLY_FINAL_FIELDS,
     REPLY_USAGE_FIELDS,
-    REPLY_USAGE_NAMESPACE,
+    REPLY_USAGE_KEY,
     TRANSLATED_HEADER,
 )
 from ext_proc.errors import ERROR_KINDS
@@ -39,7 +39,7 @@ def translation_tables() -> dict[str, Any]:
         "usage_fields": list(REPLY_USAGE_FIELDS),
         "final_usage_fields": list(REPLY_FINAL_FIELDS),
         "names": {"namespace": METADATA_NAMESPACE, "direct": DIRECT_METADATA_KEY,
-                  "include_usage": INCLUDE_USAGE_KEY, "usage": REPLY_USAGE_NAMESPACE},
+                  "include_usage": INCLUDE_USAGE_KEY, "reply_usage": REPLY_USAGE_KEY},
     }
 
 

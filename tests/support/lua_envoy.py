@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from google.protobuf import struct_pb2
 
 from control_plane.compiler.lua_source import to_lua
 from control_plane.compiler.request_reader import request_reader_source
@@ -83,11 +82,7 @@ local function usage_header(fields)
   if fields == nil then
     return {[":status"] = "200"}
   end
-  local pairs_ = {}
-  for name, value in pairs(fields) do
-    pairs_[#pairs_ + 1] = name .. "=" .. string.format("%d", value)
-  end
-  return {[":status"] = "200", ["x-usage"] = table.concat(pairs_, ",")}
+  return {[":status"] = "200", ["x-usage"] = usage_json(fields)}
 end
 """
 
@@ -132,16 +127,10 @@ end
 
 
 def reported_usage(response: httpx.Response) -> dict[str, Any] | None:
-    """The usage object a translation reported, read as the workers read the access log's
-    fields (ext_proc/direct.py); None when it reported none."""
+    """The usage object a translation reported, written as Envoy writes it for the access log
+    and read as the workers read it (ext_proc/direct.py); None when it reported none."""
     header = response.headers.get("x-usage")
-    if not header:
-        return None
-    fields = struct_pb2.Struct()
-    for pair in header.split(","):
-        name, _, value = pair.partition("=")
-        fields.fields[name].number_value = int(value)
-    return reply_usage_object(fields.fields)
+    return reply_usage_object(header) if header else None
 
 
 def translation_harness(model: str) -> str:

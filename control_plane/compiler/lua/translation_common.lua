@@ -153,15 +153,27 @@ local function usage_fields(usage)
   return found
 end
 
--- A function that writes usage fields ({name = value}) into the reply's usage metadata,
--- which the access log carries to the workers.
+-- Usage fields ({name = number}) as one JSON object, the reply's usage metadata value.
+local function usage_json(fields)
+  local members = {}
+  for name, value in pairs(fields) do
+    members[#members + 1] = string.format('"%s":%.17g', name, value)
+  end
+  return "{" .. table.concat(members, ",") .. "}"
+end
+
+-- A function that reports usage fields ({name = number}) in the reply's usage metadata, which
+-- the access log carries to the workers; a field reported again takes its last value.
 local function usage_reporter(handle)
+  local reported = {}
   return function(fields)
-    -- Taken anew: waiting for the body ends the scope of one taken before.
-    local metadata = handle:streamInfo():dynamicMetadata()
     for name, value in pairs(fields) do
-      metadata:set(TRANSLATION.names.usage, name, value)
+      reported[name] = value
     end
+    -- Taken anew: waiting for the body ends the scope of one taken before.
+    handle:streamInfo():dynamicMetadata():set(TRANSLATION.names.namespace,
+                                               TRANSLATION.names.reply_usage,
+                                               usage_json(reported))
   end
 end
 

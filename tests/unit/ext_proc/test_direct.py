@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
 
 from ext_proc.access import AccessView, Caller
-from ext_proc.contract import DIRECT_HEADER, REPLY_USAGE_NAMESPACE, ClientApi
-from ext_proc.direct import DirectUsage, direct_forward
+from ext_proc.contract import DIRECT_HEADER, REPLY_USAGE_KEY, ClientApi
+from ext_proc.direct import DirectUsage, direct_forward, reply_usage_object
 from ext_proc.meter import MeteredAttempt
 from ext_proc.metering.pricing import PriceOverride, PriceTable
 from ext_proc.metering.usage import Outcome, TokenUsage
@@ -117,7 +118,8 @@ def entry(status: int = 200, usage: dict[str, float] | None = None,
         "direct": {"provider": "oai", "model": "gpt-4o", "team": "search",
                    "key_id": CALLER.key_id}})
     if usage is not None:
-        common.metadata.filter_metadata[REPLY_USAGE_NAMESPACE].update(usage)
+        common.metadata.filter_metadata["switchboard"][REPLY_USAGE_KEY] = orjson.dumps(
+            usage).decode()
     log.request.request_id = "req-1"
     log.response.response_code.value = status
     log.response.response_body_bytes = 800
@@ -154,6 +156,25 @@ def test_a_reply_without_usage_is_estimated_from_the_sizes() -> None:
     direct = direct_usage(entry(), VIEW)
     assert direct is not None
     assert direct.record.usage == TokenUsage(input=100, output=200, estimated=True)
+
+
+@pytest.mark.parametrize("reported", ["", "{", "[1]", '"text"'])
+def test_a_usage_value_that_cannot_be_read_is_a_reply_without_usage(reported: str) -> None:
+    log = entry()
+    log.common_properties.metadata.filter_metadata["switchboard"][REPLY_USAGE_KEY] = reported
+    direct = direct_usage(log, VIEW)
+    assert direct is not None
+    assert direct.record.usage == TokenUsage(input=100, output=200, estimated=True)
+
+
+def test_usage_fields_are_read_as_numbers_only() -> None:
+    assert reply_usage_object(
+        '{"prompt_tokens": 12.0, "completion_tokens": true, "input_tokens": "3",'
+        ' "prompt_tokens_details.cached_tokens": 2, "output_tokens": 1.5}') == {
+        "prompt_tokens": 12, "prompt_tokens_details": {"cached_tokens": 2},
+        "output_tokens": 1.5}
+    assert reply_usage_object('{"prompt_tokens": 12, "input_tokens": 3}',
+                              ClientApi.ANTHROPIC_MESSAGES) == {"input_tokens": 3}
 
 
 @pytest.mark.parametrize(("flags", "status", "outcome", "recorded_status"), [
