@@ -158,6 +158,21 @@ def test_a_request_with_headroom_reaches_no_worker_at_all(
     assert row["outcome"] == "ok" and row["status"] == 200
 
 
+@pytest.mark.parametrize("headers", [
+    {"authorization": f"bearer \t {KEY}"},  # the scheme in any case, space before the key
+    {"authorization": f"Basic {KEY}", "x-api-key": KEY},  # not Bearer: x-api-key
+    {"authorization": "Bearer", "x-api-key": KEY},  # a scheme alone: x-api-key
+])
+def test_a_key_written_any_way_the_workers_read_is_admitted_by_envoy(
+        gateway: Gateway, headers: dict[str, str]) -> None:
+    before = _messages(gateway)
+    reply = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10, headers=headers,
+                       json={"model": "gpt-4o-mini", "messages": CHAT})
+    assert reply.status_code == 200, reply.text
+    assert _messages(gateway) == before
+    assert usage_record(gateway.ledger_path, reply.headers["x-request-id"])["key_id"] == KEY_HASH
+
+
 def test_an_anthropic_client_gets_the_key_envoy_read_from_a_file(
         gateway: Gateway, fake: ProviderServer) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=10)

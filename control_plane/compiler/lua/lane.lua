@@ -34,18 +34,37 @@ for provider, ref in pairs(LANE.credentials) do
   end
 end
 
+local function is_space(code)
+  return code == 32 or code ~= nil and code >= 9 and code <= 13
+end
+
+-- text[first..] without the white space around it. Byte loops, not patterns: LuaJIT
+-- compiles them (a key read by patterns cost ~8,500 instructions a request).
+local function trimmed(text, first)
+  local last = #text
+  while first <= last and is_space(byte(text, first)) do
+    first = first + 1
+  end
+  while last >= first and is_space(byte(text, last)) do
+    last = last - 1
+  end
+  return text:sub(first, last)
+end
+
 -- As the workers read it: Authorization: Bearer <key>, else x-api-key.
 local function presented_key(headers)
   local authorization = headers:get("authorization")
   if authorization ~= nil then
-    local scheme, token = authorization:match("^([^ ]*) (.*)$")
-    token = token and token:match("^%s*(.-)%s*$")
-    if scheme ~= nil and scheme:lower() == "bearer" and token ~= "" then
-      return token
+    local space = authorization:find(" ", 1, true)
+    if space == 7 and authorization:sub(1, 6):lower() == "bearer" then
+      local token = trimmed(authorization, space + 1)
+      if token ~= "" then
+        return token
+      end
     end
   end
   local key = headers:get("x-api-key")
-  return key and key:match("^%s*(.-)%s*$")
+  return key and trimmed(key, 1)
 end
 
 -- The budgets close to their limit: a request counting against one goes to the worker. It
