@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
@@ -49,35 +52,23 @@ def _control_plane(args: argparse.Namespace) -> None:
     print("saved", save(args.name, results))
 
 
-def _run(args: argparse.Namespace) -> None:
-    from bench.datapath import run
-
-    results = run(args)
-    print("saved", save(args.name, results))
-
-
-def _metering(args: argparse.Namespace) -> None:
-    from bench.metering import run
-
-    print("saved", save(args.name, run(args)))
-
-
-def _filters(args: argparse.Namespace) -> None:
-    from bench.filters import run
-
-    print("saved", save(args.name, run(args)))
+# The commands whose module has `add_arguments(parser)` and `run(args)`, whose results are
+# saved as results/NAME.json: name, module, help.
+_MODULE_COMMANDS = (
+    ("run", "bench.datapath", "the data path: plain Envoy vs Switchboard, with wrk"),
+    ("metering", "bench.metering", "a worker's CPU per forwarded request's access-log entry"),
+    ("filters", "bench.filters", "each Envoy filter's cost, amplified"),
+    ("instructions", "bench.instructions",
+     "Envoy's instructions per request, counted by callgrind"),
+    ("lua", "bench.lua", "the lane's Lua translations in LuaJIT alone"),
+)
 
 
-def _instructions(args: argparse.Namespace) -> None:
-    from bench.instructions import run
+def _module_command(module: ModuleType) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        print("saved", save(args.name, module.run(args)))
 
-    print("saved", save(args.name, run(args)))
-
-
-def _lua(args: argparse.Namespace) -> None:
-    from bench.lua import run
-
-    print("saved", save(args.name, run(args)))
+    return run
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -101,37 +92,11 @@ def main() -> None:
     control.add_argument("--name", default="control_plane")
     control.set_defaults(run=_control_plane)
 
-    from bench.datapath import add_arguments
-
-    run = commands.add_parser("run", help="the data path: plain Envoy vs Switchboard, with wrk")
-    add_arguments(run)
-    run.set_defaults(run=_run)
-
-    from bench.metering import add_arguments as metering_arguments
-
-    metering = commands.add_parser(
-        "metering", help="a worker's CPU per forwarded request's access-log entry")
-    metering_arguments(metering)
-    metering.set_defaults(run=_metering)
-
-    from bench.filters import add_arguments as filters_arguments
-
-    filters = commands.add_parser("filters", help="each Envoy filter's cost, amplified")
-    filters_arguments(filters)
-    filters.set_defaults(run=_filters)
-
-    from bench.instructions import add_arguments as instructions_arguments
-
-    instructions = commands.add_parser(
-        "instructions", help="Envoy's instructions per request, counted by callgrind")
-    instructions_arguments(instructions)
-    instructions.set_defaults(run=_instructions)
-
-    from bench.lua import add_arguments as lua_arguments
-
-    lua = commands.add_parser("lua", help="the lane's Lua translations in LuaJIT alone")
-    lua_arguments(lua)
-    lua.set_defaults(run=_lua)
+    for name, module_name, help_text in _MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        command = commands.add_parser(name, help=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=_module_command(module))
 
     report = commands.add_parser("report", help="tables and plot for docs/benchmarks.md")
     report.add_argument("--output", default="docs/benchmarks-throughput.svg")
