@@ -146,9 +146,7 @@ class DirectUsage:
                  if reported is not None else {})
         whole = _whole(served.reply_api, reply)
         status = entry.response.response_code.value
-        # Envoy writes the flags only when one is set: most entries have none to read.
-        outcome = (_outcome(common.response_flags, status, whole)
-                   if common.HasField("response_flags") else _served_outcome(status))
+        outcome = _outcome(common, status, whole)
         if outcome in (Outcome.TIMEOUT, Outcome.CONNECT_FAILURE, Outcome.NO_RESPONSE):
             status = 0  # Envoy's own answer, not the provider's
         usage = _usage(served.reply_api, reply, whole, status, _text(fields, BODY_SIZE_KEY),
@@ -276,9 +274,12 @@ def _served_outcome(status: int) -> Outcome:
     return Outcome.OK if 200 <= status < 300 else Outcome.UPSTREAM_ERROR
 
 
-def _outcome(flags: al.ResponseFlags, status: int, whole: bool) -> Outcome:
-    if flags.ByteSize() == 0:  # no flag set, decided without reading each one
+def _outcome(common: al.AccessLogCommon, status: int, whole: bool) -> Outcome:
+    # Envoy writes the flags only when one is set: most entries have none to read, and an
+    # empty one is decided without reading each flag.
+    if not common.HasField("response_flags") or common.response_flags.ByteSize() == 0:
         return _served_outcome(status)
+    flags = common.response_flags
     if flags.downstream_connection_termination or flags.downstream_remote_reset:
         # A client may hang up once it has the answer's end, before the provider's body
         # ends (OpenAI's SDK does at [DONE]): it had the whole answer.

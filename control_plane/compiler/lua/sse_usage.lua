@@ -178,10 +178,8 @@ local function held_events_class()
   end
   -- `chunk` after what was held, with LF line ends, and the length of the whole events in it.
   function class.whole(self, chunk)
-    local held = self.held
-    chunk = lf_lines(self, chunk)
-    local text = held == "" and chunk or held .. chunk
-    return text, whole_length(text, #held)
+    local text = held_then(self, chunk)
+    return text, whole_length(text, #self.held)
   end
   return class
 end

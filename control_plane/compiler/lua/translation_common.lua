@@ -215,6 +215,14 @@ local function lf_lines(stream, chunk)
   return (chunk:gsub("\r\n?", "\n"))
 end
 
+-- What a stream read chunk by chunk holds of its unfinished end (`held`, LF line ends
+-- already), then `chunk` with LF line ends: the text its readers look at next.
+local function held_then(stream, chunk)
+  chunk = lf_lines(stream, chunk)
+  local held = stream.held
+  return held == "" and chunk or held .. chunk
+end
+
 -- Server-sent events fed in chunks split at any byte: the methods of a stream object
 -- holding `held`, `event` and `data` (initially "", "" and nil: no data line yet) whose
 -- `dispatch(name, data, out)` appends what one event becomes to `out`. `feed(chunk)`
@@ -272,9 +280,7 @@ function EventReader.line(self, text, first, last, out)
 end
 
 function EventReader.feed(self, chunk)
-  local held, out, from = self.held, {}, 1
-  chunk = lf_lines(self, chunk)
-  local text = held == "" and chunk or held .. chunk
+  local text, out, from = held_then(self, chunk), {}, 1
   while true do
     local newline = text:find("\n", from, true)
     if newline == nil then
